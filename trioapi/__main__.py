@@ -1,0 +1,7 @@
+"""``python -m trioapi module:app --bind HOST:PORT``."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

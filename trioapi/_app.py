@@ -1,0 +1,465 @@
+"""The application: an ASGI 3 callable that routes, solves, responds, hands off.
+
+One request, start to end (``TrioAPI._run``):
+
+1. look the route up in the precomputed table (404/405 without touching the body);
+2. solve the route's dependencies and parameters; any conversion error → 422;
+3. call the endpoint (async inline, sync in a worker thread) and build the
+   response; an exception goes to the matching exception handler;
+4. send the response (its final message shielded, see ``_responses``);
+5. run yield-dependency teardown, newest first;
+6. hand the request's background tasks to the runtime as one group, or skip
+   them when the endpoint raised. Step 6 runs in a ``finally``: a cancelled
+   request call cannot lose tasks whose response already went out.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
+from urllib.parse import unquote
+
+from ._background import UNWIND_GRACE, BackgroundRuntime, RuntimeState, TaskHandle
+from ._datastructures import State
+from ._exceptions import (
+    BackgroundCapacityError,
+    BackgroundClosedError,
+    HTTPException,
+    MalformedRequestError,
+    RequestValidationError,
+    TrioAPIError,
+)
+from ._lifespan import handle_lifespan
+from ._params import CallKind, Depends
+from ._requests import DEFAULT_MAX_BODY_SIZE, Receive, Request, Scope, Send
+from ._responses import JSONResponse, RedirectResponse, Response, _no_body
+from ._routing import APIRoute, APIRouter, Found, MethodNotAllowed, RouteTable
+from ._solve import RequestContext, call, resolve, solve, teardown
+
+logger = logging.getLogger("trioapi")
+error_logger = logging.getLogger("trioapi.error")
+
+E = TypeVar("E", bound=BaseException)
+ExceptionHandler = Callable[[Request, Any], Any]
+Lifespan = Callable[["TrioAPI"], AbstractAsyncContextManager[Any]]
+
+DRAIN_TIMEOUT_ENV = "TRIOAPI_DRAIN_TIMEOUT"
+
+
+async def _http_exception_handler(request: Request, exc: HTTPException) -> Response:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_handler(request: Request, exc: RequestValidationError) -> Response:
+    return JSONResponse({"detail": exc.errors()}, status_code=422)
+
+
+async def _malformed_handler(request: Request, exc: MalformedRequestError) -> Response:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_hint)
+
+
+async def _unavailable_handler(
+    request: Request, exc: BackgroundCapacityError | BackgroundClosedError
+) -> Response:
+    return JSONResponse(
+        {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)}
+    )
+
+
+async def _framework_error_handler(request: Request, exc: TrioAPIError) -> Response:
+    if exc.status_hint >= 500:
+        error_logger.error(
+            "error in %s %s",
+            request.method,
+            request.path,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_hint)
+
+
+def _decode_path(raw: bytes) -> tuple[str, list[str]]:
+    text = raw.decode("latin-1")
+    try:
+        segments = [unquote(part, errors="strict") for part in text[1:].split("/")]
+    except UnicodeDecodeError:
+        msg = "the request path is not valid UTF-8 once percent-decoded"
+        raise MalformedRequestError(msg) from None
+    return "/" + "/".join(segments), segments
+
+
+class TrioAPI(APIRouter):
+    """A trioapi application: FastAPI's ergonomics, served on trio.
+
+    Args:
+        drain_timeout: Seconds that shutdown waits for background tasks before
+            cancelling what is left (25 s fits a 30 s orchestrator grace period
+            after hypercorn's 3 s ``graceful_timeout``).
+        max_pending_tasks: Admitted background tasks not yet started; beyond
+            it ``add_task`` fails and the request gets 503 with ``Retry-After``.
+        max_running_tasks: Background tasks running at once.
+        max_task_threads: Worker threads for sync background tasks.
+        lifespan: ``lifespan(app)`` returning an async context manager, entered
+            at startup and left at shutdown (after the background drain).
+        on_startup, on_shutdown: Hooks (sync or async) run at startup and at
+            shutdown (shutdown hooks run after the background drain).
+        dependencies: Solved before every path operation.
+        exception_handlers: ``{ExceptionType or status code: handler}``.
+        default_response_class: How plain return values are rendered.
+        max_body_size: Request bodies larger than this get 413 (per route:
+            ``max_body_size=`` on the decorator).
+        redirect_slashes: Redirect ``/items/`` to ``/items`` (and back) with
+            307 when only the other one exists.
+        title, version: Describe the API.
+    """
+
+    def __init__(
+        self,
+        *,
+        drain_timeout: float = 25.0,
+        max_pending_tasks: int = 10_000,
+        max_running_tasks: int = 1_000,
+        max_task_threads: int = 40,
+        lifespan: Lifespan | None = None,
+        on_startup: Sequence[Callable[[], Any]] = (),
+        on_shutdown: Sequence[Callable[[], Any]] = (),
+        dependencies: Sequence[Depends] = (),
+        exception_handlers: Mapping[type[BaseException] | int, ExceptionHandler] | None = None,
+        default_response_class: type[Response] = JSONResponse,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        redirect_slashes: bool = True,
+        title: str = "trioapi",
+        version: str = "0.1.0",
+    ) -> None:
+        super().__init__(dependencies=dependencies)
+        self.title = title
+        self.version = version
+        self.background = BackgroundRuntime(
+            drain_timeout=drain_timeout,
+            max_pending=max_pending_tasks,
+            max_running=max_running_tasks,
+            max_threads=max_task_threads,
+        )
+        self.lifespan_context = lifespan
+        self.on_startup: list[Callable[[], Any]] = list(on_startup)
+        self.on_shutdown: list[Callable[[], Any]] = list(on_shutdown)
+        self.default_response_class = default_response_class
+        if max_body_size < 0:
+            msg = f"max_body_size must be >= 0 bytes, not {max_body_size!r}"
+            raise ValueError(msg)
+        self.max_body_size = max_body_size
+        self.redirect_slashes = redirect_slashes
+        self.state = State()
+        self._table = RouteTable()
+        self._handlers: dict[type[BaseException] | int, ExceptionHandler] = {
+            HTTPException: _http_exception_handler,
+            RequestValidationError: _validation_handler,
+            MalformedRequestError: _malformed_handler,
+            BackgroundCapacityError: _unavailable_handler,
+            BackgroundClosedError: _unavailable_handler,
+            TrioAPIError: _framework_error_handler,
+        }
+        for key, handler in (exception_handlers or {}).items():
+            self.add_exception_handler(key, handler)
+
+    @property
+    def drain_timeout(self) -> float:
+        """Seconds shutdown waits for background tasks (see ``TrioAPI``)."""
+        return self.background.drain_timeout
+
+    # --- registration -------------------------------------------------------------
+
+    def _register(self, route: APIRoute) -> None:
+        route.prepare()
+        assert route.dependant is not None
+        if route.dependant.kind in (CallKind.ASYNC_GEN, CallKind.SYNC_GEN):
+            msg = (
+                f"path operation {route.dependant.qualname} is a generator; return a "
+                "StreamingResponse to stream a body"
+            )
+            raise TypeError(msg)
+        super()._register(route)
+        self._table.add(route)
+
+    def add_exception_handler(
+        self, key: type[BaseException] | int, handler: ExceptionHandler
+    ) -> None:
+        """Routes exceptions of type ``key`` (or HTTP errors with status ``key``) to ``handler``.
+
+        ``handler(request, exc)`` (sync or async) returns the ``Response``.
+        """
+        self._handlers[key] = handler
+
+    def exception_handler(self, key: type[BaseException] | int) -> Callable[[Any], Any]:
+        """Decorator form of :meth:`add_exception_handler`."""
+
+        def decorator(handler: Any) -> Any:
+            self.add_exception_handler(key, handler)
+            return handler
+
+        return decorator
+
+    def on_event(self, event: str) -> Callable[[Any], Any]:
+        """Registers a ``"startup"`` or ``"shutdown"`` hook (decorator)."""
+        if event not in ("startup", "shutdown"):
+            msg = f"unknown event {event!r}; use 'startup' or 'shutdown'"
+            raise ValueError(msg)
+
+        def decorator(hook: Any) -> Any:
+            (self.on_startup if event == "startup" else self.on_shutdown).append(hook)
+            return hook
+
+        return decorator
+
+    # --- ASGI -------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await handle_lifespan(self, scope, receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+        else:
+            msg = f"trioapi does not serve ASGI {kind!r} connections"
+            raise RuntimeError(msg)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        method: str = scope["method"]
+        path: str = scope["path"]
+        raw: bytes | None = scope.get("raw_path")
+        segments: list[str] | None = None
+        if raw is not None and b"%" in raw:
+            try:
+                path, segments = _decode_path(raw)
+            except MalformedRequestError as error:
+                await self._send_error(error, scope, receive, send)
+                return
+        found = self._table.match(method, path, segments)
+        if type(found) is Found:
+            await self._run(found.route, found.params, scope, receive, send)
+        elif type(found) is MethodNotAllowed:
+            headers = {"Allow": ", ".join(found.allowed)}
+            await self._send_error(HTTPException(405, headers=headers), scope, receive, send)
+        else:
+            await self._not_found(method, path, scope, receive, send)
+
+    async def _not_found(
+        self, method: str, path: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if self.redirect_slashes and path != "/":
+            other = path[:-1] if path.endswith("/") else path + "/"
+            if type(self._table.match(method, other)) is Found:
+                raw = scope.get("raw_path") or path.encode()
+                location = (raw[:-1] if raw.endswith(b"/") else raw + b"/").decode("latin-1")
+                query = scope.get("query_string", b"")
+                if query:
+                    location += "?" + query.decode("latin-1")
+                await RedirectResponse(location).send_to(send, head=method == "HEAD")
+                return
+        await self._send_error(HTTPException(404), scope, receive, send)
+
+    async def _send_error(
+        self, error: Exception, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        response = await self._error_response(error, scope, receive, None)
+        await response.send_to(send, head=scope["method"] == "HEAD")
+
+    async def _run(
+        self, route: APIRoute, params: dict[str, str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        dependant = route.dependant
+        assert dependant is not None
+        ctx: RequestContext | None = None
+        error: Exception | None = None
+        try:
+            if dependant.is_plain and not route.extra:
+                result = await call(dependant, {})
+            else:
+                ctx = RequestContext(
+                    scope,
+                    receive,
+                    params,
+                    self.background,
+                    route.max_body_size if route.max_body_size is not None else self.max_body_size,
+                )
+                errors: list[dict[str, Any]] = []
+                for sub in route.extra:
+                    errors.extend((await resolve(sub, ctx))[1])
+                values, own_errors = await solve(dependant, ctx)
+                errors.extend(own_errors)
+                if errors:
+                    raise RequestValidationError(errors)
+                result = await call(dependant, values)
+            response = self._to_response(result, route, ctx)
+        except Exception as exc:
+            error = exc
+            response = await self._error_response(exc, scope, receive, ctx)
+        except BaseException:
+            if ctx is not None:
+                self.background.discard(ctx.take_background())
+            raise
+        if ctx is None:
+            await response.send_to(send, head=scope["method"] == "HEAD")
+            return
+        sent = False
+        try:
+            await response.send_to(send, head=scope["method"] == "HEAD")
+            sent = True
+        except Exception as exc:
+            error = error or exc
+            error_logger.exception("error while sending the response to %s", ctx.label)
+        finally:
+            await self._after_response(ctx, error, sent)
+
+    async def _after_response(
+        self, ctx: RequestContext, error: BaseException | None, sent: bool
+    ) -> None:
+        before = ctx.take_background()
+        try:
+            if ctx.exits:
+                await teardown(ctx, error)
+        finally:
+            # Runs even when the request call is being cancelled: a response
+            # that went out must not lose its tasks.
+            after = ctx.take_background()
+            runtime = self.background
+            if not sent:
+                runtime.discard(before + after)
+            else:
+                if error is not None:
+                    runtime.discard(before)
+                    group = after
+                else:
+                    group = before + after
+                if group:
+                    await self._hand_off(runtime, group, ctx.scope)
+
+    async def _hand_off(
+        self, runtime: BackgroundRuntime, group: list[TaskHandle[Any]], scope: Scope
+    ) -> None:
+        if runtime.state is RuntimeState.IDLE:
+            await runtime.run_inline(group)
+            return
+        runtime.submit(group)
+        extensions = scope.get("extensions")
+        if extensions:
+            observer = extensions.get("trioapi.background")
+            if observer is not None:
+                observer(group)
+
+    def _to_response(self, result: Any, route: APIRoute, ctx: RequestContext | None) -> Response:
+        if isinstance(result, Response):
+            return result
+        sub = ctx.sub_response if ctx is not None else None
+        status = route.status_code or 200
+        if sub is not None and sub.status_code:
+            status = sub.status_code
+        if _no_body(status):
+            response = Response(b"", status_code=status)
+        else:
+            response_class = route.response_class or self.default_response_class
+            response = response_class(result, status_code=status)
+        if sub is not None and sub.raw_headers:
+            response.raw_headers.extend(sub.raw_headers)
+        return response
+
+    def _find_handler(self, error: BaseException) -> ExceptionHandler | None:
+        if isinstance(error, HTTPException):
+            handler = self._handlers.get(error.status_code)
+            if handler is not None:
+                return handler
+        for cls in type(error).__mro__:
+            handler = self._handlers.get(cls)
+            if handler is not None:
+                return handler
+        return None
+
+    async def _error_response(
+        self, error: Exception, scope: Scope, receive: Receive, ctx: RequestContext | None
+    ) -> Response:
+        handler = self._find_handler(error)
+        request = ctx.request if ctx is not None else Request(scope, receive)
+        if handler is not None:
+            try:
+                response = handler(request, error)
+                if inspect.isawaitable(response):
+                    response = await response
+            except Exception:
+                error_logger.exception(
+                    "exception handler %r failed while handling %r", handler, error
+                )
+            else:
+                if isinstance(response, Response):
+                    return response
+                error_logger.error(
+                    "exception handler %r returned %r, not a Response", handler, response
+                )
+        else:
+            error_logger.error(
+                "unhandled error in %s %s",
+                scope["method"],
+                scope["path"],
+                exc_info=(type(error), error, error.__traceback__),
+            )
+        return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+
+    # --- the server around us ------------------------------------------------------
+
+    def _check_server(self, scope: Scope) -> None:
+        """Startup checks against the server running us (called in the lifespan)."""
+        override = os.environ.get(DRAIN_TIMEOUT_ENV)
+        if override:
+            try:
+                self.background.drain_timeout = float(override)
+            except ValueError:
+                logger.warning("trioapi: ignoring %s=%r: not a number", DRAIN_TIMEOUT_ENV, override)
+        config = _hypercorn_config()
+        if config is None:
+            return
+        drain = self.background.drain_timeout
+        shutdown_timeout = float(config.shutdown_timeout)
+        graceful_timeout = float(config.graceful_timeout)
+        if drain + UNWIND_GRACE >= shutdown_timeout:
+            logger.warning(
+                "trioapi: drain_timeout (%g s) does not fit hypercorn's shutdown_timeout "
+                "(%g s): hypercorn stops waiting for the lifespan before the drain can end, "
+                "and tasks still running then are lost. Raise shutdown_timeout above %g s "
+                "or lower drain_timeout.",
+                drain,
+                shutdown_timeout,
+                drain + UNWIND_GRACE,
+            )
+        else:
+            logger.info(
+                "trioapi: shutdown timeline: requests get hypercorn's graceful_timeout (%g s), "
+                "then background tasks get drain_timeout (%g s) within shutdown_timeout (%g s)",
+                graceful_timeout,
+                drain,
+                shutdown_timeout,
+            )
+
+
+def _hypercorn_config() -> Any:
+    """Finds the hypercorn ``Config`` whose lifespan is calling us, if any.
+
+    ASGI gives an app no view of its server's settings, but the lifespan call
+    is made by hypercorn's ``Lifespan.handle_lifespan``, whose frame is up our
+    call chain while we start up. Anything unexpected means "not hypercorn".
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if type(owner).__module__.startswith("hypercorn.") and type(owner).__name__ == "Lifespan":
+            config = getattr(owner, "config", None)
+            if config is not None and hasattr(config, "shutdown_timeout"):
+                return config
+        frame = frame.f_back  # type: ignore[assignment]
+    return None

@@ -1,0 +1,161 @@
+"""``python -m trioapi module:app``: serve an app with production defaults.
+
+One worker (the default) runs in this process: SIGTERM or SIGINT start the
+graceful sequence, a second signal stops at once, and the exit code is 0
+after a clean drain. With ``--workers N`` hypercorn's supervisor starts N
+worker processes sharing the sockets; SIGTERM/SIGINT to the supervisor stop
+all of them gracefully (each drains its own tasks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging.config
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+
+from ._app import DRAIN_TIMEOUT_ENV, TrioAPI
+from ._serve import DEFAULT_BACKLOG, make_config, serve
+
+LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
+LOG_DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
+
+
+def load_app(target: str) -> TrioAPI:
+    """Imports ``module:attribute`` (the current directory is importable)."""
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        msg = f"expected MODULE:APP (for example examples.notify:app), got {target!r}"
+        raise SystemExit(msg)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        msg = f"cannot import {module_name!r}: {error}"
+        raise SystemExit(msg) from None
+    app: Any = module
+    for part in attribute.split("."):
+        try:
+            app = getattr(app, part)
+        except AttributeError:
+            msg = f"module {module_name!r} has no attribute {attribute!r}"
+            raise SystemExit(msg) from None
+    if not isinstance(app, TrioAPI):
+        msg = f"{target} is a {type(app).__name__}, not a TrioAPI application"
+        raise SystemExit(msg)
+    return app
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trioapi",
+        description="Serve a trioapi application on hypercorn's trio worker.",
+    )
+    parser.add_argument("app", help="the application, as MODULE:ATTRIBUTE")
+    parser.add_argument(
+        "-b",
+        "--bind",
+        action="append",
+        default=None,
+        help="HOST:PORT, [IPV6]:PORT or unix:PATH; repeat to bind several (default 127.0.0.1:8000)",
+    )
+    parser.add_argument("-w", "--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=DEFAULT_BACKLOG,
+        help=f"accept backlog per socket (default {DEFAULT_BACKLOG})",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=None,
+        help="seconds shutdown waits for background tasks (default: the app's, 25)",
+    )
+    parser.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=3.0,
+        help="seconds shutdown waits for in-flight requests (default 3)",
+    )
+    parser.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        default=5.0,
+        help="seconds an idle keep-alive connection stays open (default 5)",
+    )
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="log every request to stdout (default off)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level for trioapi and hypercorn (default info)",
+    )
+    return parser
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": LOG_FORMAT, "datefmt": LOG_DATE_FORMAT}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "trioapi": {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
+        },
+    }
+
+
+def configure(app: TrioAPI, args: argparse.Namespace) -> Config:
+    config = Config()
+    config.backlog = args.backlog
+    config.graceful_timeout = args.graceful_timeout
+    config.keep_alive_timeout = args.keep_alive_timeout
+    config.loglevel = args.log_level.upper()
+    config.accesslog = "-" if args.access_log else None
+    config.logconfig_dict = _log_config(args.log_level)
+    if args.drain_timeout is not None:
+        app.background.drain_timeout = args.drain_timeout
+    return make_config(app, args.bind or ["127.0.0.1:8000"], config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    app = load_app(args.app)
+    config = configure(app, args)
+    logging.config.dictConfig(_log_config(args.log_level))
+    if args.workers == 1:
+        trio.run(_serve_here, app, config)
+        return 0
+    # Several processes: hypercorn's supervisor re-imports the app in each
+    # worker, so the drain timeout travels through the environment.
+    from hypercorn.run import run
+
+    os.environ[DRAIN_TIMEOUT_ENV] = repr(app.background.drain_timeout)
+    config.application_path = args.app
+    config.workers = args.workers
+    return run(config)
+
+
+async def _serve_here(app: TrioAPI, config: Config) -> None:
+    await serve(app, config.bind, config=config, handle_signals=True)

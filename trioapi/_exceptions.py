@@ -1,0 +1,139 @@
+"""One error hierarchy for the whole framework.
+
+Every error trioapi raises on purpose derives from :class:`TrioAPIError` and
+carries ``status_hint``: the HTTP status a request should get when the error
+escapes an endpoint. Where a builtin exception describes the same situation,
+ours also subclasses it (``RequestValidationError`` is a ``ValueError``), so
+code that already catches the builtin keeps working.
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Mapping, Sequence
+from typing import Any, final
+
+
+class TrioAPIError(Exception):
+    """Base class of the errors trioapi raises.
+
+    Attributes:
+        status_hint: The HTTP status code a request gets when this error
+            escapes a path operation without a handler of its own.
+    """
+
+    status_hint: int = 500
+
+
+class HTTPException(TrioAPIError):
+    """Raise in a path operation or dependency to answer with an HTTP error.
+
+    Args:
+        status_code: The response's status code.
+        detail: Goes into the JSON body as ``{"detail": detail}``; defaults to
+            the status code's reason phrase.
+        headers: Extra response headers (``WWW-Authenticate``, ``Retry-After``...).
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if detail is None:
+            try:
+                detail = http.HTTPStatus(status_code).phrase
+            except ValueError:
+                detail = ""
+        super().__init__(status_code, detail)
+        self.status_code = status_code
+        self.status_hint = status_code
+        self.detail = detail
+        self.headers = dict(headers) if headers else None
+
+    def __str__(self) -> str:
+        return f"{self.status_code}: {self.detail}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
+
+
+@final
+class RequestValidationError(TrioAPIError, ValueError):
+    """The request's path, query, headers, cookies or body did not convert.
+
+    ``errors`` has one entry per problem, in the shape FastAPI clients parse:
+    ``{"type": ..., "loc": ["query", "limit"], "msg": ..., "input": ...}``.
+    """
+
+    status_hint = 422
+
+    def __init__(self, errors: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(f"{len(errors)} validation error(s)")
+        self._errors = [dict(error) for error in errors]
+
+    def errors(self) -> list[dict[str, Any]]:
+        """Returns the list of error entries (a copy)."""
+        return [dict(error) for error in self._errors]
+
+
+@final
+class MalformedRequestError(TrioAPIError, ValueError):
+    """The request cannot be read at all: bad JSON, bad encoding, bad framing."""
+
+    status_hint = 400
+
+    def __init__(self, detail: str, *, status_code: int = 400) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status_hint = status_code
+
+
+class BackgroundError(TrioAPIError):
+    """Base class of the background runtime's refusals."""
+
+
+@final
+class BackgroundCapacityError(BackgroundError):
+    """``add_task`` was refused: the runtime's pending-task cap is reached.
+
+    Escaping an endpoint, it becomes ``503 Service Unavailable`` with a
+    ``Retry-After`` header, so clients back off instead of losing work silently.
+    """
+
+    status_hint = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@final
+class BackgroundClosedError(BackgroundError, RuntimeError):
+    """``add_task`` was refused: the runtime is draining for shutdown or closed.
+
+    Escaping an endpoint, it becomes ``503 Service Unavailable``.
+    """
+
+    status_hint = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@final
+class BackgroundTaskTimeout(BackgroundError, TimeoutError):
+    """A background task ran past the timeout it was given.
+
+    Passed to error hooks (and logged) like any other task failure.
+    """
+
+
+class RouteDefinitionError(TrioAPIError, TypeError):
+    """A path operation or dependency cannot be registered as written.
+
+    Raised at import time, never per request: the message names the function,
+    the parameter and what to write instead.
+    """

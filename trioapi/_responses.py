@@ -1,0 +1,333 @@
+"""Response classes and the JSON encoder.
+
+A response knows how to send itself over ASGI. The last ``http.response.body``
+message is always sent inside a shielded cancel scope: when hypercorn's
+``graceful_timeout`` expires it cancels the request call, and it can do so
+after the final bytes are already on the wire. Shielding that one send makes
+"the client got the whole response" and "the request's background tasks were
+handed over" the same event, so a client can never get a 2xx for work that
+was then dropped. Hypercorn already shields the socket write itself, so this
+adds no unbounded wait of its own.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import json
+import uuid
+from collections.abc import AsyncIterable, Iterable, Iterator, Mapping, MutableMapping
+from http.cookies import SimpleCookie
+from typing import Any, Literal, final
+
+import attrs
+import trio
+
+from ._convert import body_converter
+from ._requests import Send
+
+
+def _default(value: Any) -> Any:
+    if attrs.has(type(value)):
+        return body_converter.unstructure(value)
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    msg = f"Object of type {type(value).__name__} is not JSON serializable"
+    raise TypeError(msg)
+
+
+_encode = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default
+).encode
+_encode_ascii = json.JSONEncoder(
+    ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_default
+).encode
+
+
+def render_json(content: Any) -> bytes:
+    """Encodes ``content`` as compact UTF-8 JSON.
+
+    Strings holding lone surrogates (which valid JSON input can produce) cannot
+    be UTF-8 encoded; those responses fall back to ``\\uXXXX`` escapes instead
+    of failing.
+    """
+    text = _encode(content)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _encode_ascii(content).encode("ascii")
+
+
+@final
+class MutableHeaders(MutableMapping[str, str]):
+    """Response headers: case-insensitive, ordered, with ``append`` for repeats."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+
+    def __getitem__(self, key: str) -> str:
+        name = key.lower().encode("latin-1")
+        for header, value in self.raw:
+            if header == name:
+                return value.decode("latin-1")
+        raise KeyError(key)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        name = key.lower().encode("latin-1")
+        encoded = value.encode("latin-1")
+        for index, (header, _) in enumerate(self.raw):
+            if header == name:
+                self.raw[index] = (name, encoded)
+                self.raw[index + 1 :] = [pair for pair in self.raw[index + 1 :] if pair[0] != name]
+                return
+        self.raw.append((name, encoded))
+
+    def __delitem__(self, key: str) -> None:
+        name = key.lower().encode("latin-1")
+        kept = [pair for pair in self.raw if pair[0] != name]
+        if len(kept) == len(self.raw):
+            raise KeyError(key)
+        self.raw[:] = kept
+
+    def __iter__(self) -> Iterator[str]:
+        seen: dict[str, None] = {}
+        for header, _ in self.raw:
+            seen.setdefault(header.decode("latin-1"), None)
+        return iter(seen)
+
+    def __len__(self) -> int:
+        return len({header for header, _ in self.raw})
+
+    def append(self, key: str, value: str) -> None:
+        """Adds a header line without replacing earlier ones (``Set-Cookie``)."""
+        self.raw.append((key.lower().encode("latin-1"), value.encode("latin-1")))
+
+    def getlist(self, key: str) -> list[str]:
+        name = key.lower().encode("latin-1")
+        return [value.decode("latin-1") for header, value in self.raw if header == name]
+
+
+class Response:
+    """A complete HTTP response with a body held in memory.
+
+    Args:
+        content: ``bytes`` are sent as they are; ``str`` is UTF-8 encoded;
+            subclasses render other types (``JSONResponse``).
+        status_code: The status code.
+        headers: Extra headers.
+        media_type: The ``Content-Type`` (``charset=utf-8`` is added to text types).
+    """
+
+    media_type: str | None = None
+    charset = "utf-8"
+
+    def __init__(
+        self,
+        content: Any = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        if media_type is not None:
+            self.media_type = media_type
+        self.body = self.render(content)
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        if headers:
+            for key, value in headers.items():
+                self._raw_headers.append((key.lower().encode("latin-1"), value.encode("latin-1")))
+        self._complete_headers()
+
+    def render(self, content: Any) -> bytes:
+        """Turns ``content`` into the body bytes."""
+        if content is None:
+            return b""
+        if isinstance(content, bytes | bytearray | memoryview):
+            return bytes(content)
+        if isinstance(content, str):
+            return content.encode(self.charset)
+        msg = (
+            f"{type(self).__name__} takes bytes or str content, not {type(content).__name__}; "
+            "return the value itself or use JSONResponse"
+        )
+        raise TypeError(msg)
+
+    def _complete_headers(self) -> None:
+        names = {name for name, _ in self._raw_headers}
+        if b"content-length" not in names and not _no_body(self.status_code):
+            self._raw_headers.append((b"content-length", str(len(self.body)).encode()))
+        media_type = self.media_type
+        if media_type is not None and b"content-type" not in names:
+            if media_type.startswith("text/") and "charset=" not in media_type:
+                media_type += f"; charset={self.charset}"
+            self._raw_headers.append((b"content-type", media_type.encode("latin-1")))
+
+    @property
+    def headers(self) -> MutableHeaders:
+        """The response headers, editable."""
+        return MutableHeaders(self._raw_headers)
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        return self._raw_headers
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        *,
+        max_age: int | None = None,
+        expires: datetime.datetime | str | int | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Adds a ``Set-Cookie`` header."""
+        cookie: SimpleCookie = SimpleCookie()
+        cookie[key] = value
+        morsel = cookie[key]
+        if max_age is not None:
+            morsel["max-age"] = max_age
+        if expires is not None:
+            if isinstance(expires, datetime.datetime):
+                morsel["expires"] = expires.strftime("%a, %d %b %Y %H:%M:%S GMT")
+            else:
+                morsel["expires"] = expires
+        if path is not None:
+            morsel["path"] = path
+        if domain is not None:
+            morsel["domain"] = domain
+        if secure:
+            morsel["secure"] = True
+        if httponly:
+            morsel["httponly"] = True
+        if samesite is not None:
+            morsel["samesite"] = samesite
+        self._raw_headers.append((b"set-cookie", morsel.OutputString().encode("latin-1")))
+
+    def delete_cookie(self, key: str, *, path: str = "/", domain: str | None = None) -> None:
+        """Tells the client to drop cookie ``key``."""
+        self.set_cookie(key, max_age=0, expires=0, path=path, domain=domain)
+
+    async def send_to(self, send: Send, *, head: bool = False) -> None:
+        """Sends the response; the final message is shielded from cancellation."""
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status_code,
+                "headers": self._raw_headers,
+            }
+        )
+        with trio.CancelScope(shield=True):
+            await send({"type": "http.response.body", "body": b"" if head else self.body})
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.status_code}>"
+
+
+def _next_chunk(iterator: Iterator[bytes | str]) -> bytes | str | None:
+    return next(iterator, None)
+
+
+def _no_body(status_code: int) -> bool:
+    return status_code < 200 or status_code in (204, 304)
+
+
+class JSONResponse(Response):
+    """A response whose content is encoded as JSON (attrs instances included)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return render_json(content)
+
+
+class PlainTextResponse(Response):
+    """A ``text/plain`` response."""
+
+    media_type = "text/plain"
+
+
+class HTMLResponse(Response):
+    """A ``text/html`` response."""
+
+    media_type = "text/html"
+
+
+class RedirectResponse(Response):
+    """Redirects to ``url`` (``307 Temporary Redirect`` unless told otherwise)."""
+
+    def __init__(
+        self, url: str, status_code: int = 307, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(b"", status_code=status_code, headers=headers)
+        self.headers["location"] = url
+
+
+class StreamingResponse(Response):
+    """A response whose body comes from an iterator, sent as it is produced.
+
+    Args:
+        content: An async iterable, or a sync iterable (advanced in a worker
+            thread so a slow generator never blocks the event loop), of
+            ``bytes`` or ``str`` chunks.
+    """
+
+    def __init__(
+        self,
+        content: AsyncIterable[bytes | str] | Iterable[bytes | str],
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        self.iterator = content
+        super().__init__(None, status_code=status_code, headers=headers, media_type=media_type)
+
+    def _complete_headers(self) -> None:
+        # The length is unknown: the server frames it (chunked for HTTP/1.1).
+        media_type = self.media_type
+        if media_type is not None and not any(n == b"content-type" for n, _ in self._raw_headers):
+            if media_type.startswith("text/") and "charset=" not in media_type:
+                media_type += f"; charset={self.charset}"
+            self._raw_headers.append((b"content-type", media_type.encode("latin-1")))
+
+    async def _chunks(self) -> AsyncIterable[bytes | str]:
+        if isinstance(self.iterator, AsyncIterable):
+            async for piece in self.iterator:
+                yield piece
+            return
+        iterator = iter(self.iterator)
+        while True:
+            chunk: bytes | str | None = await trio.to_thread.run_sync(_next_chunk, iterator)
+            if chunk is None:
+                return
+            yield chunk
+
+    async def send_to(self, send: Send, *, head: bool = False) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status_code,
+                "headers": self._raw_headers,
+            }
+        )
+        if not head:
+            async for chunk in self._chunks():
+                data = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+        with trio.CancelScope(shield=True):
+            await send({"type": "http.response.body", "body": b""})

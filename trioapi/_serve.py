@@ -1,0 +1,180 @@
+"""Serving on hypercorn's trio worker, inside any trio program.
+
+``server = await nursery.start(trioapi.serve, app, "127.0.0.1:0")`` binds,
+starts the lifespan (and with it the background runtime), and hands back a
+:class:`Server`. ``await server.shutdown()`` runs the graceful sequence:
+stop accepting → in-flight requests finish within hypercorn's
+``graceful_timeout`` → ``lifespan.shutdown`` → background drain within
+``drain_timeout`` → return. Cancelling the surrounding scope instead stops
+everything at once: hypercorn never sends ``lifespan.shutdown``, so there is
+no drain and the report counts the unfinished tasks as cancelled.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, final
+
+import attrs
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from ._background import UNWIND_GRACE, DrainReport
+
+if TYPE_CHECKING:
+    from ._app import TrioAPI
+
+logger = logging.getLogger("trioapi")
+
+DEFAULT_BACKLOG = 2048
+"""hypercorn's default of 100 overflows with 200 simultaneous connects (~1 s TCP retry)."""
+
+SHUTDOWN_MARGIN = 5.0
+"""Seconds that hypercorn's ``shutdown_timeout`` keeps above ``drain_timeout``."""
+
+
+def make_config(
+    app: TrioAPI,
+    bind: str | Sequence[str] = "127.0.0.1:8000",
+    config: Config | None = None,
+) -> Config:
+    """Returns a hypercorn ``Config`` with trioapi's production defaults.
+
+    Binds are set from ``bind``; the accept backlog defaults to 2048; and
+    ``shutdown_timeout`` is raised, if needed, so that hypercorn waits for the
+    whole background drain.
+    """
+    if config is None:
+        config = Config()
+        config.backlog = DEFAULT_BACKLOG
+        config.accesslog = None
+    else:
+        config = copy.copy(config)
+    config.bind = [bind] if isinstance(bind, str) else list(bind)
+    config.worker_class = "trio"
+    needed = app.background.drain_timeout + UNWIND_GRACE + SHUTDOWN_MARGIN
+    if config.shutdown_timeout < needed:
+        config.shutdown_timeout = needed
+    return config
+
+
+@final
+@attrs.define(eq=False)
+class Server:
+    """A running server, as handed back by :func:`serve`.
+
+    Attributes:
+        urls: The bound URLs (``http://127.0.0.1:54321``, ``http://unix:...``).
+        app: The application being served.
+    """
+
+    app: TrioAPI
+    urls: list[str] = attrs.Factory(list)
+    _stop: trio.Event = attrs.Factory(trio.Event)
+    _stopped: trio.Event = attrs.Factory(trio.Event)
+
+    @property
+    def port(self) -> int:
+        """The first TCP port bound (the real one when binding port 0)."""
+        for url in self.urls:
+            host_port = url.split("://", 1)[-1]
+            head, sep, port = host_port.rpartition(":")
+            if sep and port.isdigit() and not head.startswith("unix"):
+                return int(port)
+        msg = f"the server has no TCP bind: {self.urls!r}"
+        raise RuntimeError(msg)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def request_shutdown(self) -> None:
+        """Starts the graceful sequence without waiting for it."""
+        self._stop.set()
+
+    async def shutdown(self) -> DrainReport | None:
+        """Stops gracefully and returns the drain report once the server stopped."""
+        self._stop.set()
+        await self._stopped.wait()
+        return self.app.background.last_report
+
+
+async def _watch_signals(server: Server, cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if not server.stopping:
+                logger.warning(
+                    "trioapi: %s received: stopping gracefully (again to stop at once)",
+                    signal.Signals(signum).name,
+                )
+                server.request_shutdown()
+            else:
+                logger.warning("trioapi: second signal: stopping at once")
+                cancel_scope.cancel("a second shutdown signal")
+                return
+
+
+async def serve(
+    app: TrioAPI,
+    bind: str | Sequence[str] = "127.0.0.1:8000",
+    *,
+    config: Config | None = None,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    handle_signals: bool = False,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serves ``app`` with hypercorn's trio worker until shut down.
+
+    Args:
+        app: The application.
+        bind: ``"HOST:PORT"`` (port 0 picks a free one), ``"[::1]:PORT"``,
+            ``"unix:/path/to.sock"``, or a list of them.
+        config: A hypercorn ``Config`` to start from (copied; its binds are
+            replaced by ``bind``).
+        shutdown_trigger: An async function whose return starts the graceful
+            sequence, as an alternative to ``Server.shutdown()``.
+        handle_signals: Run the graceful sequence on SIGTERM/SIGINT (main
+            thread only); a second signal stops at once.
+        task_status: Receives the :class:`Server` once every bind listens.
+    """
+    config = make_config(app, bind, config)
+    server = Server(app)
+
+    async def trigger() -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def user_trigger() -> None:
+                assert shutdown_trigger is not None
+                await shutdown_trigger()
+                server.request_shutdown()
+
+            if shutdown_trigger is not None:
+                nursery.start_soon(user_trigger)
+            await server._stop.wait()
+            nursery.cancel_scope.cancel()
+
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def run_hypercorn(task_status: trio.TaskStatus[list[str]]) -> None:
+                try:
+                    await hypercorn_serve(
+                        app,  # type: ignore[arg-type]
+                        config,
+                        shutdown_trigger=trigger,
+                        task_status=task_status,
+                    )
+                finally:
+                    # Stopped (gracefully or not): nothing else here may linger.
+                    nursery.cancel_scope.cancel()
+
+            if handle_signals:
+                nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
+            server.urls = await nursery.start(run_hypercorn)
+            task_status.started(server)
+    finally:
+        server._stopped.set()
