@@ -24,6 +24,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
+import trio
+
 from ._background import UNWIND_GRACE, BackgroundRuntime, RuntimeState, TaskHandle
 from ._datastructures import State
 from ._exceptions import (
@@ -262,7 +264,7 @@ class TrioAPI(APIRouter):
                 query = scope.get("query_string", b"")
                 if query:
                     location += "?" + query.decode("latin-1")
-                await RedirectResponse(location).send_to(send, head=method == "HEAD")
+                await self._deliver(RedirectResponse(location), scope, send)
                 return
         await self._send_error(HTTPException(404), scope, receive, send)
 
@@ -270,7 +272,7 @@ class TrioAPI(APIRouter):
         self, error: Exception, scope: Scope, receive: Receive, send: Send
     ) -> None:
         response = await self._error_response(error, scope, receive, None)
-        await response.send_to(send, head=scope["method"] == "HEAD")
+        await self._deliver(response, scope, send)
 
     async def _run(
         self, route: APIRoute, params: dict[str, str], scope: Scope, receive: Receive, send: Send
@@ -307,17 +309,31 @@ class TrioAPI(APIRouter):
                 self.background.discard(ctx.take_background())
             raise
         if ctx is None:
-            await response.send_to(send, head=scope["method"] == "HEAD")
+            await self._deliver(response, scope, send)
             return
         sent = False
         try:
-            await response.send_to(send, head=scope["method"] == "HEAD")
-            sent = True
-        except Exception as exc:
-            error = error or exc
-            error_logger.exception("error while sending the response to %s", ctx.label)
+            sent = await self._deliver(response, scope, send)
         finally:
             await self._after_response(ctx, error, sent)
+
+    async def _deliver(self, response: Response, scope: Scope, send: Send) -> bool:
+        """Sends ``response``; True once its final message was handed to the server."""
+        try:
+            await response.send_to(send, head=scope["method"] == "HEAD")
+        except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError):
+            logger.debug(
+                "the client left before the response to %s %s was complete",
+                scope["method"],
+                scope["path"],
+            )
+            return False
+        except Exception:
+            error_logger.exception(
+                "error while sending the response to %s %s", scope["method"], scope["path"]
+            )
+            return False
+        return True
 
     async def _after_response(
         self, ctx: RequestContext, error: BaseException | None, sent: bool

@@ -16,6 +16,7 @@ import datetime
 import decimal
 import enum
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterable, Iterable, Iterator, Mapping, MutableMapping
 from http.cookies import SimpleCookie
@@ -26,6 +27,8 @@ import trio
 
 from ._convert import body_converter
 from ._requests import Send
+
+logger = logging.getLogger("trioapi")
 
 
 def _default(value: Any) -> Any:
@@ -231,11 +234,30 @@ class Response:
                 "headers": self._raw_headers,
             }
         )
-        with trio.CancelScope(shield=True):
-            await send({"type": "http.response.body", "body": b"" if head else self.body})
+        await send_final(send, b"" if head else self.body)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.status_code}>"
+
+
+_TRANSPORT_GONE = (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError)
+
+
+async def send_final(send: Send, body: bytes) -> None:
+    """Sends the last body message: once called, the response is handed over.
+
+    Shielded, so a cancellation cannot split "bytes on the wire" from "tasks
+    handed to the runtime". Transport errors are swallowed here: hypercorn's
+    trio ``TCPServer`` closes the stream (``send_eof``) outside its send lock
+    when the client hangs up, which races this very write and raises
+    ``BusyResourceError`` although the body already went out (a client that
+    closes right after reading a 413 triggers it on most tries).
+    """
+    with trio.CancelScope(shield=True):
+        try:
+            await send({"type": "http.response.body", "body": body})
+        except _TRANSPORT_GONE as error:
+            logger.debug("the client closed the connection as the response ended: %r", error)
 
 
 def _next_chunk(iterator: Iterator[bytes | str]) -> bytes | str | None:
@@ -329,5 +351,4 @@ class StreamingResponse(Response):
                 data = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
                 if data:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
-        with trio.CancelScope(shield=True):
-            await send({"type": "http.response.body", "body": b""})
+        await send_final(send, b"")

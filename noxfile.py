@@ -1,0 +1,50 @@
+"""Development sessions: ``nox`` runs tests, lint and typing, as CI does.
+
+- ``nox -s tests``: the whole pytest suite (end-to-end tests included) with
+  branch coverage;
+- ``nox -s lint``: ruff check and ruff format --check;
+- ``nox -s typing``: mypy --strict on the package;
+- ``nox -s e2e``: only the end-to-end tests (real hypercorn, real signals);
+- ``nox -s bench``: the benchmark suite in ``bench/`` (not run by default).
+"""
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typing"]
+nox.options.reuse_existing_virtualenvs = True
+
+COVERAGE_FLOOR = "90"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "--parallel-mode", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine", "--quiet")
+    session.run("coverage", "report", f"--fail-under={COVERAGE_FLOOR}")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    session.install("-e", ".[test]", "mypy>=1.13")
+    session.run("mypy")
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "e2e", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    session.install("-e", ".", "-r", "bench/requirements.txt")
+    session.run("python", "bench/run.py", *session.posargs)
