@@ -313,14 +313,16 @@ class TrioAPI(APIRouter):
             return
         sent = False
         try:
-            sent = await self._deliver(response, scope, send)
+            sent = await self._deliver(response, scope, send, shield=ctx.wants_background)
         finally:
             await self._after_response(ctx, error, sent)
 
-    async def _deliver(self, response: Response, scope: Scope, send: Send) -> bool:
+    async def _deliver(
+        self, response: Response, scope: Scope, send: Send, *, shield: bool = False
+    ) -> bool:
         """Sends ``response``; True once its final message was handed to the server."""
         try:
-            await response.send_to(send, head=scope["method"] == "HEAD")
+            await response.send_to(send, head=scope["method"] == "HEAD", shield=shield)
         except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError):
             logger.debug(
                 "the client left before the response to %s %s was complete",

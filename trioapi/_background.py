@@ -60,7 +60,8 @@ import enum
 import functools
 import inspect
 import logging
-import threading
+import math
+import types
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, final
 
@@ -68,6 +69,7 @@ import attrs
 import trio
 
 from ._exceptions import BackgroundCapacityError, BackgroundClosedError, BackgroundTaskTimeout
+from ._threads import Job, ThreadPool
 
 logger = logging.getLogger("trioapi.background")
 
@@ -93,7 +95,10 @@ class TaskState(enum.Enum):
 
     @property
     def is_final(self) -> bool:
-        return self not in (TaskState.PENDING, TaskState.RUNNING)
+        return self not in _LIVE
+
+
+_LIVE = frozenset({TaskState.PENDING, TaskState.RUNNING})
 
 
 class RuntimeState(enum.Enum):
@@ -103,6 +108,24 @@ class RuntimeState(enum.Enum):
     ACCEPTING = "accepting"
     DRAINING = "draining"
     CLOSED = "closed"
+
+
+_FUNC_INFO: dict[Callable[..., Any], tuple[str, bool]] = {}
+_FUNC_INFO_MAX = 4096
+
+
+def _func_info(func: Callable[..., Any]) -> tuple[str, bool]:
+    """The default name of a task function and whether it is async (cached)."""
+    info = _FUNC_INFO.get(func) if type(func) is types.FunctionType else None
+    if info is None:
+        info = (_task_name(func), _is_coroutine_function(func))
+        if type(func) is types.FunctionType:
+            # Plain functions only: they are few and long-lived, while bound
+            # methods and partials are often made per call.
+            if len(_FUNC_INFO) >= _FUNC_INFO_MAX:
+                _FUNC_INFO.clear()
+            _FUNC_INFO[func] = info
+    return info
 
 
 def _task_name(func: Callable[..., Any]) -> str:
@@ -141,7 +164,6 @@ class TaskHandle(Generic[T]):
     _scope: trio.CancelScope | None = None
     _done: trio.Event | None = None
     _in_thread: bool = False
-    _submitted: bool = False
 
     @property
     def done(self) -> bool:
@@ -267,16 +289,26 @@ class BackgroundTasks:
         else:
             # A sync endpoint or dependency, running in a worker thread: admit
             # in the trio thread, so that capacity errors surface right here.
+            runtime = self._runtime
+            running = runtime.state in (RuntimeState.ACCEPTING, RuntimeState.DRAINING)
+            token = runtime._token if running else None
             try:
                 handle = trio.from_thread.run_sync(
-                    self._runtime._admit, func, args, kwargs, name, timeout, self._request
+                    self._runtime._admit,
+                    func,
+                    args,
+                    kwargs,
+                    name,
+                    timeout,
+                    self._request,
+                    trio_token=token,
                 )
             except RuntimeError as error:
-                if "trio token" not in str(error).lower():
+                if token is not None or "trio token" not in str(error).lower():
                     raise
                 msg = (
-                    "add_task was called from a thread that trio did not start; call it "
-                    "from the endpoint or dependency itself"
+                    "add_task was called from a thread that trio did not start, before the "
+                    "runtime started; call it from the endpoint or dependency itself"
                 )
                 raise RuntimeError(msg) from error
         self._handles.append(handle)
@@ -391,10 +423,10 @@ class BackgroundRuntime:
             TaskState.CANCELLED: [],
             TaskState.ABANDONED: [],
         }
-        self._groups: set[trio.CancelScope] = set()
         self._nursery: trio.Nursery | None = None
         self._run_slots: trio.Semaphore | None = None
-        self._threads: trio.CapacityLimiter | None = None
+        self._pool: ThreadPool | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
         self._idle: trio.Event | None = None
         self._hooks: list[ErrorHook] = []
         self._next_id = 0
@@ -405,14 +437,18 @@ class BackgroundRuntime:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Opens the runtime's nursery and accepts tasks until drained and closed.
 
-        Use with ``await nursery.start(app.background.run)`` to embed the
-        runtime without the ASGI lifespan; then ``await app.background.drain()``.
+        The ASGI lifespan call runs this; each run is a new life of the
+        runtime (counters start at zero), so one app can serve several
+        lifespans one after another, as test suites do. To embed the runtime
+        without ASGI: ``await nursery.start(app.background.run)``, then
+        ``await app.background.drain()``.
         """
+        if self.state is RuntimeState.CLOSED:
+            self._reset()
         self._require(RuntimeState.IDLE, "start")
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            self._run_slots = trio.Semaphore(self.max_running)
-            self._threads = trio.CapacityLimiter(self.max_threads)
+            self._start_run()
             self.state = RuntimeState.ACCEPTING
             task_status.started()
             try:
@@ -423,6 +459,29 @@ class BackgroundRuntime:
                 self._nursery = None
                 if self.state is not RuntimeState.CLOSED:
                     self._close_abruptly()
+                if self._pool is not None:
+                    self._pool.close()
+
+    def _start_run(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._run_slots = trio.Semaphore(self.max_running)
+        self._pool = ThreadPool(self.max_threads, self._token)
+
+    def _pool_for_run(self) -> ThreadPool:
+        if self._pool is None or self._token is not trio.lowlevel.current_trio_token():
+            self._start_run()
+        assert self._pool is not None
+        return self._pool
+
+    def _reset(self) -> None:
+        self.state = RuntimeState.IDLE
+        self.completed = self.failed = self.cancelled = self.abandoned = self.skipped = 0
+        self.pending = self.running = 0
+        self.last_report = None
+        self._live.clear()
+        for names in self._ended_names.values():
+            names.clear()
+        self._idle = None
 
     def _require(self, state: RuntimeState, action: str) -> None:
         if self.state is not state:
@@ -475,6 +534,13 @@ class BackgroundRuntime:
         timeout: float | None,
         request: str,
     ) -> TaskHandle[Any]:
+        if (
+            self.state is RuntimeState.CLOSED
+            and self._token is not trio.lowlevel.current_trio_token()
+        ):
+            # Closed by an earlier trio run (a test suite reusing its app): this
+            # run never started the runtime, so it is a new life without lifespan.
+            self._reset()
         if self.state is RuntimeState.DRAINING or self.state is RuntimeState.CLOSED:
             msg = (
                 f"cannot add a background task: the app is {self.state.value} for shutdown; "
@@ -488,15 +554,16 @@ class BackgroundRuntime:
             )
             raise BackgroundCapacityError(msg)
         self._next_id += 1
+        default_name, is_async = _func_info(func)
         handle: TaskHandle[Any] = TaskHandle(
-            name or _task_name(func),
+            name or default_name,
             request,
             timeout,
             func,
             args,
             kwargs,
             self,
-            _is_coroutine_function(func),
+            is_async,
             id=self._next_id,
             created_at=trio.current_time(),
         )
@@ -520,8 +587,6 @@ class BackgroundRuntime:
                     handle.cancel_reason = "submitted after the runtime closed"
                     self._finish(handle, TaskState.CANCELLED)
             return
-        for handle in handles:
-            handle._submitted = True
         self._nursery.start_soon(self._run_group, handles)
 
     def discard(self, handles: Sequence[TaskHandle[Any]]) -> None:
@@ -541,103 +606,108 @@ class BackgroundRuntime:
                 "graceful_timeout, 3 s by default). Serve with lifespan events enabled to "
                 "have them drained within drain_timeout."
             )
-        if self._run_slots is None:
-            self._run_slots = trio.Semaphore(self.max_running)
-            self._threads = trio.CapacityLimiter(self.max_threads)
-        for handle in handles:
-            handle._submitted = True
+        if self._token is not trio.lowlevel.current_trio_token():
+            self._start_run()
         await self._run_group(handles)
 
     # --- running ----------------------------------------------------------------
 
     async def _run_group(self, handles: Sequence[TaskHandle[Any]]) -> None:
-        scope = trio.CancelScope()
-        self._groups.add(scope)
-        try:
-            with scope:
-                for handle in handles:
-                    if handle.state is TaskState.PENDING:
-                        await self._run_one(handle)
-        finally:
-            self._groups.discard(scope)
-            for handle in handles:
-                if not handle.state.is_final:
-                    self._end_cancelled(handle, "its request's task group was cancelled")
-
-    async def _run_one(self, handle: TaskHandle[Any]) -> None:
+        # One trio task per request; its tasks run one after another under one
+        # cancel scope (a scope costs about as much as a spawn, so one per
+        # group, not per task). A task's timeout is the scope's deadline while
+        # it runs; cancel() and the drain cancel the scope. A cancelled scope
+        # cannot be reused: the tasks after a cut-off one get a fresh scope.
         slots = self._run_slots
         assert slots is not None
+        index, count = 0, len(handles)
         try:
-            slots.acquire_nowait()
-        except trio.WouldBlock:
-            await slots.acquire()
-        try:
-            if handle.state is not TaskState.PENDING:  # cancelled while waiting for a slot
-                return
-            await self._execute(handle)
+            while index < count:
+                scope = trio.CancelScope()
+                with scope:
+                    while index < count:
+                        handle = handles[index]
+                        index += 1
+                        if handle.state is not TaskState.PENDING:
+                            continue  # cancelled before its turn
+                        try:
+                            slots.acquire_nowait()
+                        except trio.WouldBlock:
+                            await slots.acquire()
+                        try:
+                            if handle.state is TaskState.PENDING:  # not cancelled meanwhile
+                                await self._execute(handle, scope)
+                        finally:
+                            slots.release()
+                        if scope.cancel_called:
+                            break  # it swallowed its cancellation: start afresh
+                if scope.cancelled_caught:
+                    await self._cut_off(handles[index - 1])
         finally:
-            slots.release()
+            for handle in handles:
+                if handle.state in _LIVE:
+                    self._end_cancelled(handle, "its request's task group was cancelled")
 
-    async def _execute(self, handle: TaskHandle[Any]) -> None:
+    async def _execute(self, handle: TaskHandle[Any], scope: trio.CancelScope) -> None:
+        now = trio.current_time()
         handle.state = TaskState.RUNNING
-        handle.started_at = trio.current_time()
+        handle.started_at = now
         self.pending -= 1
         self.running += 1
-        scope = trio.CancelScope()
-        if handle.timeout is not None:
-            scope.deadline = handle.started_at + handle.timeout
         handle._scope = scope
+        timeout = handle.timeout
+        if timeout is not None:
+            scope.deadline = now + timeout
         try:
-            with scope:
-                if handle._is_async:
-                    result = await handle._func(*handle._args, **handle._kwargs)
-                else:
-                    handle._in_thread = True
-                    result = await trio.to_thread.run_sync(
-                        _ThreadCall(handle), abandon_on_cancel=True, limiter=self._threads
-                    )
-                    handle._in_thread = False
-                    if inspect.isawaitable(result):  # a sync callable returning a coroutine
-                        result = await result
-                handle.result = result
+            if handle._is_async:
+                result = await handle._func(*handle._args, **handle._kwargs)
+            else:
+                result = await self._pool_for_run().run(
+                    Job(handle._func, handle._args, handle._kwargs, handle.name),
+                    functools.partial(_note_abort, handle),
+                )
+                if inspect.isawaitable(result):  # a sync callable returning a coroutine
+                    result = await result
         except trio.Cancelled:
-            # Cancelled from outside (the drain deadline, or the server ending
-            # the lifespan): record it, then let the cancellation unwind.
-            self._end_cancelled(handle, "the background runtime was cancelled")
-            raise
+            raise  # the group records the outcome once the scope is left
         except BaseException as error:
             await self._handle_error(handle, error)
             return
-        if scope.cancelled_caught:
-            if handle.cancel_reason is None and handle.timeout is not None:
-                timeout_error = BackgroundTaskTimeout(
-                    f"background task {handle.name!r} ran past its timeout of {handle.timeout:g} s"
-                    + (" (its worker thread was abandoned)" if handle._in_thread else "")
-                )
-                self._fail(handle, timeout_error)
-                await self._call_hooks(handle, timeout_error)
-            else:
-                self._end_cancelled(handle, handle.cancel_reason)
-            return
+        finally:
+            if timeout is not None:
+                scope.deadline = math.inf
+        handle.result = result
         self._finish(handle, TaskState.COMPLETED)
 
+    async def _cut_off(self, handle: TaskHandle[Any]) -> None:
+        """Records why a running task was cut off by its group's scope."""
+        if handle.state is not TaskState.RUNNING:
+            return
+        if handle.cancel_reason is None and handle.timeout is not None:
+            error = BackgroundTaskTimeout(
+                f"background task {handle.name!r} ran past its timeout of {handle.timeout:g} s"
+                + (" (its worker thread was abandoned)" if handle._in_thread else "")
+            )
+            await self._fail(handle, error)
+        else:
+            self._end_cancelled(handle, handle.cancel_reason)
+
     async def _handle_error(self, handle: TaskHandle[Any], error: BaseException) -> None:
-        # The task's own scope already removed its own Cancelled (timeout,
-        # cancel()); any Cancelled still in here belongs to an outer scope and
-        # must keep unwinding. Everything else is the task's failure.
+        # A Cancelled in here must keep unwinding to the group's scope (or
+        # further out); everything else is the task's failure.
         if isinstance(error, BaseExceptionGroup):
             cancelled, rest = error.split(trio.Cancelled)
             if cancelled is not None:
                 if rest is not None:
                     self._log_failure(handle, rest)
-                self._end_cancelled(handle, "the background runtime was cancelled")
-                raise cancelled from None
+                raise cancelled from None  # the group records the outcome
             assert rest is not None
             error = rest
-        self._fail(handle, error)
         if isinstance(error, KeyboardInterrupt | GeneratorExit):
+            handle.exception = error
+            self._finish(handle, TaskState.FAILED)
             raise error
-        await self._call_hooks(handle, error)
+        await self._fail(handle, error)
 
     def _end_cancelled(
         self, handle: TaskHandle[Any], reason: str | None, *, abandoned: bool = False
@@ -648,10 +718,16 @@ class BackgroundRuntime:
         abandoned = abandoned or handle._in_thread
         self._finish(handle, TaskState.ABANDONED if abandoned else TaskState.CANCELLED)
 
-    def _fail(self, handle: TaskHandle[Any], error: BaseException) -> None:
+    async def _fail(self, handle: TaskHandle[Any], error: BaseException) -> None:
+        # Logged and reported to the hooks before the task counts as finished:
+        # a drain waits for an async hook (an error tracker's round trip)
+        # instead of cancelling it halfway.
         handle.exception = error
-        self._finish(handle, TaskState.FAILED)
         self._log_failure(handle, error)
+        try:
+            await self._call_hooks(handle, error)
+        finally:
+            self._finish(handle, TaskState.FAILED)
 
     def _log_failure(self, handle: TaskHandle[Any], error: BaseException) -> None:
         logger.error(
@@ -736,11 +812,12 @@ class BackgroundRuntime:
             reason = f"drain_timeout of {timeout:g} s expired during shutdown"
             for handle in list(self._live):
                 handle.cancel_reason = handle.cancel_reason or reason
-                if handle.state is TaskState.PENDING and not handle._submitted:
-                    # Admitted by a request that has not finished yet.
+                if handle.state is TaskState.PENDING:
+                    # Never started (queued in its group, or held by a request
+                    # still in flight): it never will.
                     self._finish(handle, TaskState.CANCELLED)
-            for scope in list(self._groups):
-                scope.cancel(reason)
+                elif handle._scope is not None:
+                    handle._scope.cancel(reason)
             with trio.move_on_after(UNWIND_GRACE):
                 await self.wait_idle()
             for handle in list(self._live):
@@ -778,6 +855,11 @@ def _finished(*_: Any, **__: Any) -> None:
     return None
 
 
+def _note_abort(handle: TaskHandle[Any], job: Job) -> None:
+    # Cancelled while its job was queued: it never ran. While running: abandoned.
+    handle._in_thread = job.started
+
+
 def _is_coroutine_function(func: Callable[..., Any]) -> bool:
     target: Any = func
     while isinstance(target, functools.partial):
@@ -786,27 +868,3 @@ def _is_coroutine_function(func: Callable[..., Any]) -> bool:
         return True
     call = getattr(target, "__call__", None)  # noqa: B004
     return call is not None and not inspect.isroutine(target) and inspect.iscoroutinefunction(call)
-
-
-@final
-class _ThreadCall:
-    """Runs a sync task in its worker thread and notes when an abandoned one ends."""
-
-    __slots__ = ("_args", "_func", "_handle", "_kwargs")
-
-    def __init__(self, handle: TaskHandle[Any]) -> None:
-        self._handle = handle
-        self._func = handle._func
-        self._args = handle._args
-        self._kwargs = handle._kwargs
-
-    def __call__(self) -> Any:
-        try:
-            return self._func(*self._args, **self._kwargs)
-        finally:
-            if self._handle.state is TaskState.ABANDONED:
-                logger.warning(
-                    "abandoned background task %r finished in its thread (%s)",
-                    self._handle.name,
-                    threading.current_thread().name,
-                )

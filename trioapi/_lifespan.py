@@ -43,36 +43,62 @@ async def handle_lifespan(app: TrioAPI, scope: Scope, receive: Receive, send: Se
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.run)
         try:
-            async with AsyncExitStack() as stack:
-                try:
-                    if app.lifespan_context is not None:
-                        state = await stack.enter_async_context(app.lifespan_context(app))
-                        if isinstance(state, Mapping) and isinstance(scope.get("state"), dict):
-                            scope["state"].update(state)
-                    for hook in app.on_startup:
-                        await _run_hook(hook)
-                    app._check_server(scope)
-                except Exception as error:
-                    logger.exception("trioapi: application startup failed")
-                    nursery.cancel_scope.cancel("startup failed")
-                    await send({"type": "lifespan.startup.failed", "message": repr(error)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-                logger.info("trioapi: application startup complete")
-
-                message = await receive()
-                # Anything other than lifespan.shutdown here means the server
-                # is going away without asking; drain all the same.
-                await runtime.drain()
-                for hook in app.on_shutdown:
-                    try:
-                        await _run_hook(hook)
-                    except Exception:
-                        logger.exception("trioapi: shutdown hook %r failed", hook)
-        except Exception:
-            # Raised while leaving the user's lifespan context.
-            logger.exception("trioapi: the lifespan context failed while shutting down")
+            stack = await _start(app, scope, send, nursery)
+            if stack is None:
+                return
+            await receive()
+            # Whatever arrives (lifespan.shutdown, or the channel closing
+            # because the server is going away), drain all the same.
+            await _stop(app, stack)
         finally:
+            # The runtime closed its own nursery after the drain; this only
+            # matters when startup failed or we are being cancelled.
             if runtime.state is not RuntimeState.CLOSED:
                 nursery.cancel_scope.cancel("the lifespan ended")
-    await send({"type": "lifespan.shutdown.complete"})
+        # Said from inside the nursery: a task that shields itself from
+        # cancellation may still keep it open, but the drain report is final
+        # and the server must not wait on it to hear that we are done.
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+async def _start(
+    app: TrioAPI, scope: Scope, send: Send, nursery: trio.Nursery
+) -> AsyncExitStack | None:
+    """Runs startup; returns the user's lifespan context to leave at shutdown."""
+    stack = AsyncExitStack()
+    try:
+        if app.lifespan_context is not None:
+            state = await stack.enter_async_context(app.lifespan_context(app))
+            if isinstance(state, Mapping) and isinstance(scope.get("state"), dict):
+                scope["state"].update(state)
+        for hook in app.on_startup:
+            await _run_hook(hook)
+        app._check_server(scope)
+    except Exception as error:
+        logger.exception("trioapi: application startup failed")
+        await _close_stack(stack)
+        nursery.cancel_scope.cancel("startup failed")
+        await send({"type": "lifespan.startup.failed", "message": repr(error)})
+        return None
+    await send({"type": "lifespan.startup.complete"})
+    logger.info("trioapi: application startup complete")
+    return stack
+
+
+async def _stop(app: TrioAPI, stack: AsyncExitStack) -> None:
+    # The drain comes first: tasks may still need what the hooks and the
+    # user's lifespan context are about to close.
+    await app.background.drain()
+    for hook in app.on_shutdown:
+        try:
+            await _run_hook(hook)
+        except Exception:
+            logger.exception("trioapi: shutdown hook %r failed", hook)
+    await _close_stack(stack)
+
+
+async def _close_stack(stack: AsyncExitStack) -> None:
+    try:
+        await stack.aclose()
+    except Exception:
+        logger.exception("trioapi: the lifespan context failed while shutting down")

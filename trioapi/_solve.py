@@ -113,8 +113,9 @@ class RequestContext:
         return self._background
 
     @property
-    def has_background(self) -> bool:
-        return self._background is not None and len(self._background) > 0
+    def wants_background(self) -> bool:
+        """The request asked for ``BackgroundTasks`` (it may add tasks up to teardown)."""
+        return self._background is not None
 
     def take_background(self) -> list[Any]:
         return self._background._take() if self._background is not None else []
