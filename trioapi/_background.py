@@ -431,6 +431,7 @@ class BackgroundRuntime:
         self._hooks: list[ErrorHook] = []
         self._next_id = 0
         self._warned_inline = False
+        self._dropped: list[str] = []
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -446,21 +447,31 @@ class BackgroundRuntime:
         if self.state is RuntimeState.CLOSED:
             self._reset()
         self._require(RuntimeState.IDLE, "start")
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            self._start_run()
-            self.state = RuntimeState.ACCEPTING
-            task_status.started()
-            try:
-                await trio.sleep_forever()
-            finally:
-                # Only reached by cancellation: drain() closes the runtime by
-                # cancelling this scope once every group has ended.
-                self._nursery = None
-                if self.state is not RuntimeState.CLOSED:
-                    self._close_abruptly()
-                if self._pool is not None:
-                    self._pool.close()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._start_run()
+                self.state = RuntimeState.ACCEPTING
+                task_status.started()
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    # Only reached by cancellation: drain() closes the runtime
+                    # by cancelling this scope once every task has ended.
+                    self._nursery = None
+                    if self.state is not RuntimeState.CLOSED:
+                        self._close_abruptly()
+                    if self._pool is not None:
+                        self._pool.close()
+        finally:
+            # Every group has unwound by now, so the list is complete.
+            if self._dropped:
+                logger.warning(
+                    "background runtime stopped without a drain: %d task(s) cancelled: %s",
+                    len(self._dropped),
+                    ", ".join(self._dropped),
+                )
+                self._dropped.clear()
 
     def _start_run(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -608,7 +619,15 @@ class BackgroundRuntime:
             )
         if self._token is not trio.lowlevel.current_trio_token():
             self._start_run()
-        await self._run_group(handles)
+        try:
+            await self._run_group(handles)
+        finally:
+            if self._dropped:
+                logger.warning(
+                    "background tasks cancelled with their request (no lifespan, no drain): %s",
+                    ", ".join(self._dropped),
+                )
+                self._dropped.clear()
 
     # --- running ----------------------------------------------------------------
 
@@ -646,7 +665,10 @@ class BackgroundRuntime:
         finally:
             for handle in handles:
                 if handle.state in _LIVE:
-                    self._end_cancelled(handle, "its request's task group was cancelled")
+                    # Only an outer cancellation gets here with tasks left: the
+                    # runtime's nursery was cancelled without a (finished) drain.
+                    self._dropped.append(handle.name)
+                    self._end_cancelled(handle, "the server ended the lifespan before a drain")
 
     async def _execute(self, handle: TaskHandle[Any], scope: trio.CancelScope) -> None:
         now = trio.current_time()
@@ -845,9 +867,13 @@ class BackgroundRuntime:
         return report
 
     def _close_abruptly(self) -> None:
+        # The lifespan was cancelled before any drain (an embedded server
+        # cancelled from outside, a forced stop): nothing is waited for, but
+        # every unfinished task is still accounted for, and said out loud.
         self.state = RuntimeState.CLOSED
         for handle in list(self._live):
             if not handle.state.is_final:
+                self._dropped.append(handle.name)
                 self._end_cancelled(handle, "the server ended the lifespan before a drain")
 
 

@@ -21,7 +21,7 @@ import trio
 from hypercorn.config import Config
 
 from ._app import DRAIN_TIMEOUT_ENV, TrioAPI
-from ._serve import DEFAULT_BACKLOG, make_config, serve
+from ._serve import DEFAULT_BACKLOG, Server, make_config, serve
 
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 LOG_DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
@@ -145,8 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = configure(app, args)
     logging.config.dictConfig(_log_config(args.log_level))
     if args.workers == 1:
-        trio.run(_serve_here, app, config)
-        return 0
+        server = trio.run(_serve_here, app, config)
+        # A forced stop (second signal) dropped tasks without a drain.
+        return 1 if server.forced else 0
     # Several processes: hypercorn's supervisor re-imports the app in each
     # worker, so the drain timeout travels through the environment.
     from hypercorn.run import run
@@ -157,5 +158,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(config)
 
 
-async def _serve_here(app: TrioAPI, config: Config) -> None:
-    await serve(app, config.bind, config=config, handle_signals=True)
+async def _serve_here(app: TrioAPI, config: Config) -> Server:
+    return await serve(app, config.bind, config=config, handle_signals=True)

@@ -70,6 +70,7 @@ class Server:
     Attributes:
         urls: The bound URLs (``http://127.0.0.1:54321``, ``http://unix:...``).
         app: The application being served.
+        forced: True when a second signal stopped it at once, without a drain.
     """
 
     app: TrioAPI
@@ -87,6 +88,9 @@ class Server:
                 return int(port)
         msg = f"the server has no TCP bind: {self.urls!r}"
         raise RuntimeError(msg)
+
+    forced: bool = False
+    """True when the server was stopped at once (a second signal), without a drain."""
 
     @property
     def stopping(self) -> bool:
@@ -113,7 +117,8 @@ async def _watch_signals(server: Server, cancel_scope: trio.CancelScope) -> None
                 )
                 server.request_shutdown()
             else:
-                logger.warning("trioapi: second signal: stopping at once")
+                logger.warning("trioapi: second signal: stopping at once, without a drain")
+                server.forced = True
                 cancel_scope.cancel("a second shutdown signal")
                 return
 
@@ -126,7 +131,7 @@ async def serve(
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     handle_signals: bool = False,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
-) -> None:
+) -> Server:
     """Serves ``app`` with hypercorn's trio worker until shut down.
 
     Args:
@@ -140,6 +145,9 @@ async def serve(
         handle_signals: Run the graceful sequence on SIGTERM/SIGINT (main
             thread only); a second signal stops at once.
         task_status: Receives the :class:`Server` once every bind listens.
+
+    Returns:
+        The same :class:`Server`, once stopped.
     """
     config = make_config(app, bind, config)
     server = Server(app)
@@ -178,3 +186,4 @@ async def serve(
             task_status.started(server)
     finally:
         server._stopped.set()
+    return server
