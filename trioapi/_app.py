@@ -85,14 +85,17 @@ async def _framework_error_handler(request: Request, exc: TrioAPIError) -> Respo
     return JSONResponse({"detail": str(exc)}, status_code=exc.status_hint)
 
 
-def _decode_path(raw: bytes) -> tuple[str, list[str]]:
+def _decode_path(raw: bytes) -> tuple[str, list[str] | None]:
     text = raw.decode("latin-1")
     try:
         segments = [unquote(part, errors="strict") for part in text[1:].split("/")]
     except UnicodeDecodeError:
         msg = "the request path is not valid UTF-8 once percent-decoded"
         raise MalformedRequestError(msg) from None
-    return "/" + "/".join(segments), segments
+    path = "/" + "/".join(segments)
+    # Only an encoded slash (%2F) inside a segment needs the segments kept
+    # apart; otherwise the decoded path routes like any other.
+    return path, (segments if any("/" in part for part in segments) else None)
 
 
 class TrioAPI(APIRouter):

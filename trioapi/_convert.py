@@ -17,11 +17,12 @@ import re
 import types
 import typing
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, MutableSequence, Sequence
 from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
 import cattrs
+from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 StrConverter = Callable[[str], Any]
@@ -330,15 +331,27 @@ class Constraints:
                     "less_than_equal", f"Input should be less than or equal to {le}", {"le": le}
                 )
             if min_length is not None and len(value) < min_length:
+                if isinstance(value, str):
+                    raise ConversionError(
+                        "string_too_short",
+                        f"String should have at least {_count(min_length, 'character')}",
+                        {"min_length": min_length},
+                    )
                 raise ConversionError(
                     "too_short",
-                    f"Input should have at least {min_length} item(s) or character(s)",
+                    f"List should have at least {_count(min_length, 'item')}",
                     {"min_length": min_length},
                 )
             if max_length is not None and len(value) > max_length:
+                if isinstance(value, str):
+                    raise ConversionError(
+                        "string_too_long",
+                        f"String should have at most {_count(max_length, 'character')}",
+                        {"max_length": max_length},
+                    )
                 raise ConversionError(
                     "too_long",
-                    f"Input should have at most {max_length} item(s) or character(s)",
+                    f"List should have at most {_count(max_length, 'item')}",
                     {"max_length": max_length},
                 )
             if regex is not None and not regex.search(value):
@@ -354,10 +367,27 @@ class Constraints:
 _NO_CONSTRAINTS = Constraints()
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 # --- JSON bodies -----------------------------------------------------------------
 
 
-def _strict_int(value: Any, _: Any) -> int:
+def _enum_member(tp: type[enum.Enum], value: Any) -> Any:
+    try:
+        return tp(value)
+    except (ValueError, TypeError):
+        expected = " or ".join(repr(member.value) for member in tp)
+        raise ConversionError(
+            "enum", f"Input should be {expected}", {"expected": expected}
+        ) from None
+
+
+def _strict_int(value: Any, tp: Any) -> int:
+    if tp is not int and issubclass(tp, enum.Enum):  # IntEnum dispatches here
+        member: int = _enum_member(tp, value)
+        return member
     if type(value) is int:
         return value
     if type(value) is float and value.is_integer():
@@ -371,7 +401,10 @@ def _strict_float(value: Any, _: Any) -> float:
     raise ConversionError("float_type", "Input should be a valid number")
 
 
-def _strict_str(value: Any, _: Any) -> str:
+def _strict_str(value: Any, tp: Any) -> str:
+    if tp is not str and issubclass(tp, enum.Enum):  # StrEnum dispatches here
+        member: str = _enum_member(tp, value)
+        return member
     if type(value) is str:
         return value
     raise ConversionError("string_type", "Input should be a valid string")
@@ -410,6 +443,16 @@ def _any(value: Any, _: Any) -> Any:
     return value
 
 
+def _is_typed_list(tp: Any) -> bool:
+    origin: Any = get_origin(tp)
+    return origin in (list, Sequence, MutableSequence)
+
+
+def _is_typed_dict(tp: Any) -> bool:
+    origin: Any = get_origin(tp)
+    return origin in (dict, Mapping, MutableMapping)
+
+
 def _make_body_converter() -> cattrs.Converter:
     converter = cattrs.Converter(detailed_validation=True)
     converter.register_structure_hook(int, _strict_int)
@@ -446,6 +489,31 @@ def _make_body_converter() -> cattrs.Converter:
     converter.register_structure_hook_factory(
         lambda tp: isinstance(tp, type) and issubclass(tp, enum.Enum), enum_hook_factory
     )
+
+    def typed_list(tp: Any) -> Callable[[Any, Any], Any]:
+        items = list_structure_factory(tp, converter)
+
+        def structure(value: Any, target: Any) -> Any:
+            if type(value) is not list:
+                raise ConversionError("list_type", "Input should be a valid list")
+            return items(value, target)
+
+        return structure
+
+    def typed_dict(tp: Any) -> Callable[[Any, Any], Any]:
+        entries = converter.gen_structure_mapping(tp)
+
+        def structure(value: Any, target: Any) -> Any:
+            if type(value) is not dict:
+                raise ConversionError("dict_type", "Input should be a valid dictionary")
+            return entries(value, target)
+
+        return structure
+
+    # cattrs iterates any iterable into list[X] ("abc" -> ["a", "b", "c"]) and
+    # any mapping-like into dict[K, V]: JSON bodies must say what they mean.
+    converter.register_structure_hook_factory(_is_typed_list, typed_list)
+    converter.register_structure_hook_factory(_is_typed_dict, typed_dict)
     converter.register_unstructure_hook(uuid.UUID, str)
     converter.register_unstructure_hook(decimal.Decimal, str)
     for iso in (datetime.datetime, datetime.date, datetime.time):
@@ -487,9 +555,16 @@ def _child(value: Any, key: str | int) -> Any:
         return None
 
 
+_NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from"
+
+
 def _walk(
     error: BaseException, loc: list[str | int], value: Any, out: list[dict[str, Any]]
 ) -> None:
+    if isinstance(error, ClassValidationError) and not isinstance(value, Mapping):
+        # One entry for "this is not an object", not one per missing field.
+        out.append(error_entry("model_attributes_type", loc, _NOT_AN_OBJECT, value))
+        return
     if isinstance(error, ClassValidationError | IterableValidationError):
         with_notes, without = error.group_exceptions()
         for sub, note in with_notes:
@@ -514,7 +589,7 @@ def _walk(
                 )
             )
     elif isinstance(error, AttributeError | TypeError) and not isinstance(value, Mapping):
-        out.append(error_entry("model_type", loc, "Input should be a valid object", value))
+        out.append(error_entry("model_attributes_type", loc, _NOT_AN_OBJECT, value))
     elif isinstance(error, KeyError):
         out.append(error_entry("missing", loc, "Field required", value))
     else:

@@ -77,8 +77,10 @@ async def _start(
     except Exception as error:
         logger.exception("trioapi: application startup failed")
         await _close_stack(stack)
-        nursery.cancel_scope.cancel("startup failed")
-        await send({"type": "lifespan.startup.failed", "message": repr(error)})
+        try:
+            await send({"type": "lifespan.startup.failed", "message": repr(error)})
+        finally:
+            nursery.cancel_scope.cancel("startup failed")
         return None
     await send({"type": "lifespan.startup.complete"})
     logger.info("trioapi: application startup complete")

@@ -13,9 +13,10 @@ Where a parameter comes from, in order:
    ``Header()``, ``Cookie()``, ``Body()``, ``Depends()``) says so explicitly;
 2. ``Request``, ``Response`` and ``BackgroundTasks`` annotations are injected;
 3. a name that appears in the path template is a path parameter;
-4. a scalar (``int``, ``str``, ``UUID``, an enum...) or a list of scalars is a
-   query parameter;
-5. anything else (attrs classes, ``dict``, ``list[Model]``, ``bytes``) is the body.
+4. a scalar (``int``, ``str``, ``bytes``, ``UUID``, an enum...) or a list of
+   scalars is a query parameter (as in FastAPI; read a raw body with
+   ``data: bytes = Body()``);
+5. anything else (attrs classes, ``dict``, ``list[Model]``) is the body.
 """
 
 from __future__ import annotations

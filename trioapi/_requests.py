@@ -172,6 +172,8 @@ class Request:
             return json.loads(body)
         except ValueError as error:
             raise MalformedRequestError(f"the body is not valid JSON: {error}") from None
+        except RecursionError:
+            raise MalformedRequestError("the JSON body is nested too deeply") from None
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path}>"

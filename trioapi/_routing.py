@@ -223,7 +223,10 @@ class RouteTable:
                 segment held an encoded slash).
         """
         allowed: set[str] = set()
-        static = self._static.get(path) if segments is None else None
+        # A segment holding an encoded slash ("a%2Fb") is not the same path as
+        # "a/b": only then does the static index not apply.
+        literal = segments is None or not any("/" in segment for segment in segments)
+        static = self._static.get(path) if literal else None
         if static is not None:
             route = _pick(static, method)
             if route is not None:

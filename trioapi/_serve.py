@@ -23,7 +23,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from ._background import UNWIND_GRACE, DrainReport
+from ._background import UNWIND_GRACE, DrainReport, RuntimeState
 
 if TYPE_CHECKING:
     from ._app import TrioAPI
@@ -183,6 +183,11 @@ async def serve(
             if handle_signals:
                 nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
             server.urls = await nursery.start(run_hypercorn)
+            if app.background.state is RuntimeState.CLOSED:
+                # Startup failed: hypercorn reports "started" before the
+                # failure reaches its nursery. Wait for that error instead of
+                # handing back a server that is not serving.
+                await trio.sleep_forever()
             task_status.started(server)
     finally:
         server._stopped.set()

@@ -316,7 +316,11 @@ async def _read_body(
         return
     if not dependant.embed_body:
         if parsed is None:
-            _missing(first, values, errors)
+            if first.default is REQUIRED:
+                # The whole body is this parameter: it is the body that is missing.
+                errors.append(error_entry("missing", ["body"], "Field required", None))
+            else:
+                _missing(first, values, errors)
             return
         _structure(first, parsed, ["body"], values, errors)
         return

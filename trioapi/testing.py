@@ -33,11 +33,15 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     msg = "trioapi.testing needs httpx: pip install 'trioapi[testing]'"
     raise ImportError(msg) from error
 
+from hypercorn.config import Config
+
+from ._harness import ClientConnection, InMemoryServer, InMemoryTransport
+
 if TYPE_CHECKING:
     from ._app import TrioAPI
     from ._background import DrainReport, TaskHandle
 
-__all__ = ["TestClient"]
+__all__ = ["ClientConnection", "InMemoryServer", "TestClient"]
 
 Response = httpx.Response
 
@@ -133,6 +137,12 @@ class TestClient:
             False returns as soon as the response is complete. Per call:
             ``client.post(..., wait_background=False)``.
         headers, cookies: Sent with every request.
+        server: Serve the app with hypercorn's real trio server over in-memory
+            streams (:class:`InMemoryServer`) instead of calling it directly:
+            the same code path as production, ``graceful_timeout`` included,
+            still deterministic under ``MockClock``. Needs ``async with``.
+        server_config: The hypercorn ``Config`` for ``server=True``
+            (trioapi's defaults otherwise).
 
     Used as ``async with``, it runs the app's lifespan: startup on entry,
     shutdown (with the background drain) on exit or at :meth:`shutdown`.
@@ -150,12 +160,20 @@ class TestClient:
         wait_background: bool = True,
         headers: Mapping[str, str] | None = None,
         cookies: Mapping[str, str] | None = None,
+        server: bool = False,
+        server_config: Config | None = None,
     ) -> None:
         self.app = app
         self.wait_background = wait_background
         self._state: dict[str, Any] = {}
+        self.server = InMemoryServer(app, server_config) if server else None
+        transport: httpx.AsyncBaseTransport = (
+            InMemoryTransport(self.server, wait_background=wait_background)
+            if self.server is not None
+            else _Transport(self)
+        )
         self._client = httpx.AsyncClient(
-            transport=_Transport(self),
+            transport=transport,
             base_url=base_url,
             headers=headers,
             cookies=dict(cookies) if cookies else None,
@@ -171,6 +189,9 @@ class TestClient:
     # --- lifespan ---------------------------------------------------------------
 
     async def __aenter__(self) -> TestClient:
+        if self.server is not None:
+            await self.server.__aenter__()
+            return self
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -218,6 +239,11 @@ class TestClient:
         Raises:
             RuntimeError: The client was not entered with ``async with``.
         """
+        if self.server is not None:
+            self._shut_down = True
+            report = await self.server.shutdown()
+            assert report is not None, "the lifespan completed without a drain report"
+            return report
         if self._to_app is None:
             msg = "shutdown() needs the lifespan: use 'async with TestClient(app) as client'"
             raise RuntimeError(msg)
@@ -243,6 +269,8 @@ class TestClient:
                 await self.shutdown()
         finally:
             await self._client.aclose()
+            if self.server is not None:
+                await self.server.__aexit__(exc_type, exc, tb)
             if self._stack is not None:
                 if not self._shut_down and self._nursery is not None:
                     # Leaving on an error: stop the lifespan abruptly.
@@ -276,6 +304,12 @@ class TestClient:
         if json is not None and content is None:
             content = jsonlib.dumps(json).encode()
             headers = {"content-type": "application/json", **(headers or {})}
+        if cookies:
+            # httpx deprecates per-request cookies on request(); a Cookie header
+            # merged over the client's own jar does the same, without the warning.
+            jar = {**dict(self._client.cookies), **cookies}
+            cookie_header = "; ".join(f"{name}={value}" for name, value in jar.items())
+            headers = {**(headers or {}), "cookie": cookie_header}
         return await self._client.request(
             method,
             url,
@@ -283,7 +317,6 @@ class TestClient:
             content=content,
             data=data,
             headers=headers,
-            cookies=dict(cookies) if cookies else None,
             extensions=extensions,
         )
 
