@@ -1196,3 +1196,31 @@ async def test_runtime_embedded_in_a_nursery_runs_submitted_tasks_and_drains(
     assert runtime.state is RuntimeState.CLOSED
     assert (report.completed, report.total, report.deadline_hit) == (3, 3, False)
     assert runtime.last_report is report
+
+
+async def test_runtime_add_task_runs_work_outside_any_request(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    app = TrioAPI(drain_timeout=5)
+    done: list[tuple[str, float]] = []
+
+    async def work(label: str, seconds: float) -> None:
+        await trio.sleep(seconds)
+        done.append((label, trio.current_time()))
+
+    with pytest.raises(RuntimeError, match="start it with the app's lifespan"):
+        app.background.add_task(work, "too early", 1)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.background.run)
+        first = app.background.add_task(work, "first", 1)
+        second = app.background.options(name="second", timeout=2).add_task(work, "late", 3)
+        # Each is its own group: they run side by side, not one after another.
+        assert await first is TaskState.COMPLETED
+        assert await second is TaskState.FAILED
+        report = await app.background.drain()
+
+    assert done == [("first", 1)]
+    assert isinstance(second.exception, BackgroundTaskTimeout)
+    assert trio.current_time() == 2
+    assert (report.completed, report.failed) == (1, 1)

@@ -328,6 +328,28 @@ class BackgroundTasks:
 
 
 @final
+class _SubmittingTasks(BackgroundTasks):
+    """A one-task group for ``BackgroundRuntime.add_task``: submitted as added."""
+
+    __slots__ = ()
+
+    def __init__(self, runtime: BackgroundRuntime) -> None:
+        super().__init__(runtime, "")
+
+    def _add(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None,
+        timeout: float | None,
+    ) -> TaskHandle[Any]:
+        handle = super()._add(func, args, kwargs, name, timeout)
+        self._runtime.submit(self._take())
+        return handle
+
+
+@final
 @attrs.frozen
 class DrainReport:
     """What happened to every task since startup, written when the drain ends.
@@ -441,8 +463,8 @@ class BackgroundRuntime:
         The ASGI lifespan call runs this; each run is a new life of the
         runtime (counters start at zero), so one app can serve several
         lifespans one after another, as test suites do. To embed the runtime
-        without ASGI: ``await nursery.start(app.background.run)``, then
-        ``await app.background.drain()``.
+        without ASGI: ``await nursery.start(app.background.run)``, add work
+        with :meth:`add_task`, then ``await app.background.drain()``.
         """
         if self.state is RuntimeState.CLOSED:
             self._reset()
@@ -498,6 +520,30 @@ class BackgroundRuntime:
         if self.state is not state:
             msg = f"cannot {action} the background runtime: it is {self.state.value}"
             raise RuntimeError(msg)
+
+    def add_task(
+        self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskHandle[Any]:
+        """Adds a task outside any request; it starts at once, on its own.
+
+        For code that embeds the runtime (a trio program, a worker) rather than
+        a path operation, which uses its ``BackgroundTasks`` parameter instead.
+        Admission is the same: the pending cap and the drain apply.
+
+        Raises:
+            RuntimeError: The runtime is not running (no lifespan started it).
+        """
+        return self.options().add_task(func, *args, **kwargs)
+
+    def options(self, *, name: str | None = None, timeout: float | None = None) -> TaskOptions:
+        """Like :meth:`BackgroundTasks.options`, for :meth:`add_task` outside requests."""
+        if self.state is RuntimeState.IDLE or self.state is RuntimeState.CLOSED:
+            msg = (
+                f"cannot add a task to a runtime that is {self.state.value}: start it "
+                "with the app's lifespan (or nursery.start(app.background.run)) first"
+            )
+            raise RuntimeError(msg)
+        return _SubmittingTasks(self).options(name=name, timeout=timeout)
 
     def on_error(self, hook: ErrorHook) -> ErrorHook:
         """Registers ``hook(handle, exception)``, called when a task fails.
