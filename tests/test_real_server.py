@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
 
 import pytest
 import trio
@@ -139,3 +141,74 @@ async def test_a_transport_race_on_the_final_write_does_not_drop_the_task(
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert done == ["ran"]  # no lifespan here: the group ran inline after the response
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_embedded_serve_drains_tasks_that_outlive_graceful_timeout(tmp_path: Path) -> None:
+    # Real sockets and real time, so the timeouts are scaled down: hypercorn
+    # gives requests 0.2 s at shutdown; each task needs 0.6 s.
+    from hypercorn.config import Config
+
+    app = TrioAPI(drain_timeout=5)
+    finished: list[int] = []
+
+    async def slow(number: int) -> None:
+        await trio.sleep(0.6)
+        finished.append(number)
+
+    @app.post("/slow/{number}")
+    async def add_slow(number: int, tasks: BackgroundTasks) -> dict[str, int]:
+        tasks.add_task(slow, number)
+        return {"number": number}
+
+    config = Config()
+    config.graceful_timeout = 0.2
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            partial(
+                trioapi.serve, app, ["127.0.0.1:0", f"unix:{tmp_path / 'api.sock'}"], config=config
+            )
+        )
+        assert server.urls[0].startswith("http://127.0.0.1:")
+        assert any("unix:" in url for url in server.urls)
+        answers = [
+            await trio.to_thread.run_sync(request_then_hang_up, server.port, f"/slow/{n}")
+            for n in range(5)
+        ]
+        assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers)
+        started = trio.current_time()
+        report = await server.shutdown()
+        elapsed = trio.current_time() - started
+    assert sorted(finished) == [0, 1, 2, 3, 4]
+    assert report is not None
+    assert (report.completed, report.cancelled) == (5, 0)
+    assert elapsed > config.graceful_timeout  # the tasks outlived it, and still completed
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_serve_binds_ipv6_loopback() -> None:
+    app = TrioAPI()
+
+    @app.get("/")
+    async def root() -> dict[str, str]:
+        return {"family": "ipv6"}
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(trioapi.serve, app, "[::1]:0")
+        assert server.urls == [f"http://[::1]:{server.port}"]
+
+        def get() -> bytes:
+            with socket.create_connection(("::1", server.port), timeout=5) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return sock.recv(4096)
+
+        assert (await trio.to_thread.run_sync(get)).startswith(b"HTTP/1.1 200")
+        await server.shutdown()
