@@ -167,14 +167,23 @@ class Response:
         raise TypeError(msg)
 
     def _complete_headers(self) -> None:
-        names = {name for name, _ in self._raw_headers}
+        raw = self._raw_headers
+        names = {name for name, _ in raw} if raw else ()
         if b"content-length" not in names and not _no_body(self.status_code):
-            self._raw_headers.append((b"content-length", str(len(self.body)).encode()))
+            raw.append((b"content-length", str(len(self.body)).encode()))
+        if self.media_type is not None and b"content-type" not in names:
+            raw.append((b"content-type", self._content_type()))
+
+    def _content_type(self) -> bytes:
         media_type = self.media_type
-        if media_type is not None and b"content-type" not in names:
+        assert media_type is not None
+        cached = _CONTENT_TYPES.get((media_type, self.charset))
+        if cached is None:
+            text = media_type
             if media_type.startswith("text/") and "charset=" not in media_type:
-                media_type += f"; charset={self.charset}"
-            self._raw_headers.append((b"content-type", media_type.encode("latin-1")))
+                text += f"; charset={self.charset}"
+            cached = _CONTENT_TYPES[(media_type, self.charset)] = text.encode("latin-1")
+        return cached
 
     @property
     def headers(self) -> MutableHeaders:
@@ -247,6 +256,8 @@ class Response:
         return f"<{type(self).__name__} {self.status_code}>"
 
 
+_CONTENT_TYPES: dict[tuple[str, str], bytes] = {}
+
 _TRANSPORT_GONE = (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError)
 
 
@@ -254,19 +265,29 @@ async def send_final(send: Send, body: bytes, shield: bool) -> None:
     """Sends the last body message: once called, the response is handed over.
 
     With ``shield``, a cancellation cannot split "bytes on the wire" from
-    "tasks handed to the runtime" (the app shields whenever the request has
-    background tasks; without any, there is nothing to keep consistent and
-    the ~2 µs of a cancel scope are saved). Transport errors are swallowed here: hypercorn's
-    trio ``TCPServer`` closes the stream (``send_eof``) outside its send lock
-    when the client hangs up, which races this very write and raises
-    ``BusyResourceError`` although the body already went out (a client that
-    closes right after reading a 413 triggers it on most tries).
+    "tasks handed to the runtime"; the app shields whenever the request has
+    background tasks (without any there is nothing to keep consistent, and a
+    cancel scope costs about as much as the rest of a small response).
+
+    Transport errors are swallowed here: hypercorn's trio ``TCPServer`` closes
+    the stream (``send_eof``) outside its send lock when the client hangs up,
+    which races this very write and raises ``BusyResourceError`` although the
+    body already went out (a client that closes right after reading a 413
+    triggers it on most tries).
     """
-    with trio.CancelScope(shield=shield):
-        try:
-            await send({"type": "http.response.body", "body": body})
-        except _TRANSPORT_GONE as error:
-            logger.debug("the client closed the connection as the response ended: %r", error)
+    message = {"type": "http.response.body", "body": body}
+    if shield:
+        with trio.CancelScope(shield=True):
+            await _send_last(send, message)
+    else:
+        await _send_last(send, message)
+
+
+async def _send_last(send: Send, message: dict[str, Any]) -> None:
+    try:
+        await send(message)
+    except _TRANSPORT_GONE as error:
+        logger.debug("the client closed the connection as the response ended: %r", error)
 
 
 def _next_chunk(iterator: Iterator[bytes | str]) -> bytes | str | None:
@@ -329,11 +350,10 @@ class StreamingResponse(Response):
 
     def _complete_headers(self) -> None:
         # The length is unknown: the server frames it (chunked for HTTP/1.1).
-        media_type = self.media_type
-        if media_type is not None and not any(n == b"content-type" for n, _ in self._raw_headers):
-            if media_type.startswith("text/") and "charset=" not in media_type:
-                media_type += f"; charset={self.charset}"
-            self._raw_headers.append((b"content-type", media_type.encode("latin-1")))
+        if self.media_type is not None and not any(
+            name == b"content-type" for name, _ in self._raw_headers
+        ):
+            self._raw_headers.append((b"content-type", self._content_type()))
 
     async def _chunks(self) -> AsyncIterable[bytes | str]:
         if isinstance(self.iterator, AsyncIterable):
