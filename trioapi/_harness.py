@@ -43,7 +43,7 @@ import inspect
 import logging
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
 from importlib import metadata
 from random import randint
@@ -259,32 +259,31 @@ class _ServerStream(trio.abc.HalfCloseableStream):
         self.socket = sock
         self._sending = False
 
-    def _claim(self) -> None:
+    @contextlib.contextmanager
+    def _sending_alone(self) -> Iterator[None]:
+        # As trio.SocketStream does: overlapping sends (send_all/send_eof) are
+        # refused with BusyResourceError, so hypercorn's close-while-sending
+        # race (DESIGN.md, fact 8) happens here as on a real socket.
         if self._sending:
             msg = "another task is using this stream for send"
             raise trio.BusyResourceError(msg)
         self._sending = True
+        try:
+            yield
+        finally:
+            self._sending = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        self._claim()
-        try:
+        with self._sending_alone():
             await self._stream.send_all(data)
-        finally:
-            self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
-        self._claim()
-        try:
+        with self._sending_alone():
             await self._stream.wait_send_all_might_not_block()
-        finally:
-            self._sending = False
 
     async def send_eof(self) -> None:
-        self._claim()
-        try:
+        with self._sending_alone():
             await self._stream.send_eof()
-        finally:
-            self._sending = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         return await self._stream.receive_some(max_bytes)
