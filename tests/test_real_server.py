@@ -212,3 +212,50 @@ async def test_serve_binds_ipv6_loopback() -> None:
 
         assert (await trio.to_thread.run_sync(get)).startswith(b"HTTP/1.1 200")
         await server.shutdown()
+
+
+def exchange_raw(port: int, data: bytes) -> bytes:
+    """Sends raw bytes, reads until the server closes (or 5 s pass)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        answer = b""
+        try:
+            while chunk := sock.recv(4096):
+                answer += chunk
+        except OSError:
+            pass
+        return answer
+
+
+async def test_real_server_survives_the_request_that_used_to_stop_hypercorn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An unknown route (early 404) with a broken chunked body: hypercorn's read
+    # loop answers 400 while the app's answer closes the stream, and its
+    # unguarded TCPServer let the BusyResourceError stop the whole server.
+    import hypercorn.trio.run
+
+    from trioapi._hypercorn import GuardedTCPServer
+
+    broken = (
+        b"POST /no-such-route HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n\r\n5\r\nworld\r\n0\r\n\r\n"
+    )
+    app = TrioAPI()
+
+    @app.get("/")
+    async def root() -> dict[str, bool]:
+        return {"ok": True}
+
+    caplog.set_level(logging.WARNING)
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(trioapi.serve, app, "127.0.0.1:0")
+        assert hypercorn.trio.run.TCPServer is GuardedTCPServer  # installed at startup
+        for _ in range(ATTEMPTS):
+            await trio.to_thread.run_sync(exchange_raw, server.port, broken)
+        ok = await trio.to_thread.run_sync(
+            exchange_raw, server.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        assert ok.startswith(b"HTTP/1.1 200")
+        await server.shutdown()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

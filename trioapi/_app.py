@@ -18,7 +18,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
@@ -36,9 +35,18 @@ from ._exceptions import (
     RequestValidationError,
     TrioAPIError,
 )
+from ._hypercorn import find_config, install_guard
 from ._lifespan import handle_lifespan
 from ._params import CallKind, Depends
-from ._requests import DEFAULT_MAX_BODY_SIZE, Receive, Request, Scope, Send
+from ._requests import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_BODY_SIZE,
+    ClientDisconnect,
+    Receive,
+    Request,
+    Scope,
+    Send,
+)
 from ._responses import JSONResponse, RedirectResponse, Response, _no_body
 from ._routing import APIRoute, APIRouter, Found, MethodNotAllowed, RouteTable
 from ._solve import RequestContext, call, resolve, solve, teardown
@@ -51,6 +59,7 @@ ExceptionHandler = Callable[[Request, Any], Any]
 Lifespan = Callable[["TrioAPI"], AbstractAsyncContextManager[Any]]
 
 DRAIN_TIMEOUT_ENV = "TRIOAPI_DRAIN_TIMEOUT"
+BODY_TIMEOUT_ENV = "TRIOAPI_BODY_TIMEOUT"
 
 
 async def _http_exception_handler(request: Request, exc: HTTPException) -> Response:
@@ -71,6 +80,13 @@ async def _unavailable_handler(
     return JSONResponse(
         {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)}
     )
+
+
+async def _disconnect_handler(request: Request, exc: ClientDisconnect) -> Response:
+    # The client left mid-body: nobody will read this answer (the server drops
+    # it), and it is not an error of ours. The request's tasks are skipped.
+    logger.debug("the client left before sending all of %s %s", request.method, request.path)
+    return Response(b"", status_code=400)
 
 
 async def _framework_error_handler(request: Request, exc: TrioAPIError) -> Response:
@@ -118,6 +134,9 @@ class TrioAPI(APIRouter):
         default_response_class: How plain return values are rendered.
         max_body_size: Request bodies larger than this get 413 (per route:
             ``max_body_size=`` on the decorator).
+        body_timeout: Seconds a request body may stop arriving while the app
+            reads it before the request gets 408 (None: no limit). Only waits
+            for body bytes are timed, never a slow endpoint.
         redirect_slashes: Redirect ``/items/`` to ``/items`` (and back) with
             307 when only the other one exists.
         title, version: Describe the API.
@@ -137,6 +156,7 @@ class TrioAPI(APIRouter):
         exception_handlers: Mapping[type[BaseException] | int, ExceptionHandler] | None = None,
         default_response_class: type[Response] = JSONResponse,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
         redirect_slashes: bool = True,
         title: str = "trioapi",
         version: str = "0.1.0",
@@ -158,6 +178,7 @@ class TrioAPI(APIRouter):
             msg = f"max_body_size must be >= 0 bytes, not {max_body_size!r}"
             raise ValueError(msg)
         self.max_body_size = max_body_size
+        self.body_timeout = body_timeout
         self.redirect_slashes = redirect_slashes
         self.state = State()
         self._table = RouteTable()
@@ -168,6 +189,7 @@ class TrioAPI(APIRouter):
             BackgroundCapacityError: _unavailable_handler,
             BackgroundClosedError: _unavailable_handler,
             TrioAPIError: _framework_error_handler,
+            ClientDisconnect: _disconnect_handler,
         }
         for key, handler in (exception_handlers or {}).items():
             self.add_exception_handler(key, handler)
@@ -294,6 +316,7 @@ class TrioAPI(APIRouter):
                     params,
                     self.background,
                     route.max_body_size if route.max_body_size is not None else self.max_body_size,
+                    self.body_timeout,
                 )
                 errors: list[dict[str, Any]] = []
                 for sub in route.extra:
@@ -315,17 +338,28 @@ class TrioAPI(APIRouter):
             await self._deliver(response, scope, send)
             return
         sent = False
+        watch = receive if ctx.body_consumed() else None
         try:
-            sent = await self._deliver(response, scope, send, shield=ctx.wants_background)
+            sent = await self._deliver(
+                response, scope, send, shield=ctx.wants_background, receive=watch
+            )
         finally:
             await self._after_response(ctx, error, sent)
 
     async def _deliver(
-        self, response: Response, scope: Scope, send: Send, *, shield: bool = False
+        self,
+        response: Response,
+        scope: Scope,
+        send: Send,
+        *,
+        shield: bool = False,
+        receive: Receive | None = None,
     ) -> bool:
         """Sends ``response``; True once its final message was handed to the server."""
         try:
-            await response.send_to(send, head=scope["method"] == "HEAD", shield=shield)
+            await response.send_to(
+                send, head=scope["method"] == "HEAD", shield=shield, receive=receive
+            )
         except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError):
             logger.debug(
                 "the client left before the response to %s %s was complete",
@@ -436,15 +470,17 @@ class TrioAPI(APIRouter):
 
     def _check_server(self, scope: Scope) -> None:
         """Startup checks against the server running us (called in the lifespan)."""
-        override = os.environ.get(DRAIN_TIMEOUT_ENV)
-        if override:
-            try:
-                self.background.drain_timeout = float(override)
-            except ValueError:
-                logger.warning("trioapi: ignoring %s=%r: not a number", DRAIN_TIMEOUT_ENV, override)
-        config = _hypercorn_config()
+        # Set by `python -m trioapi --workers N`, whose workers import the app anew.
+        drain = _seconds_from_env(DRAIN_TIMEOUT_ENV)
+        if drain is not None:
+            self.background.drain_timeout = drain
+        body = _seconds_from_env(BODY_TIMEOUT_ENV)
+        if body is not None:
+            self.body_timeout = body or None
+        config = find_config()
         if config is None:
             return
+        install_guard()
         drain = self.background.drain_timeout
         shutdown_timeout = float(config.shutdown_timeout)
         graceful_timeout = float(config.graceful_timeout)
@@ -468,19 +504,15 @@ class TrioAPI(APIRouter):
             )
 
 
-def _hypercorn_config() -> Any:
-    """Finds the hypercorn ``Config`` whose lifespan is calling us, if any.
-
-    ASGI gives an app no view of its server's settings, but the lifespan call
-    is made by hypercorn's ``Lifespan.handle_lifespan``, whose frame is up our
-    call chain while we start up. Anything unexpected means "not hypercorn".
-    """
-    frame = sys._getframe(1)
-    while frame is not None:
-        owner = frame.f_locals.get("self")
-        if type(owner).__module__.startswith("hypercorn.") and type(owner).__name__ == "Lifespan":
-            config = getattr(owner, "config", None)
-            if config is not None and hasattr(config, "shutdown_timeout"):
-                return config
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
+def _seconds_from_env(name: str) -> float | None:
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        logger.warning("trioapi: ignoring %s=%r: not a number of seconds", name, value)
+        return None
+    return seconds

@@ -61,6 +61,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     msg = "trioapi's in-memory server harness needs httpx: pip install 'trioapi[testing]'"
     raise ImportError(msg) from error
 
+from ._hypercorn import GuardedTCPServer
 from ._requests import Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -713,7 +714,16 @@ class InMemoryServer:
         # trio.serve_listeners' handler wrapper: await handler(stream), then
         # close the stream forcefully whatever happened.
         try:
-            server = TCPServer(app, self.config, context, state, stream)  # type: ignore[arg-type]
+            # As serve() and plain hypercorn do once a trioapi app started
+            # (trioapi._hypercorn): hypercorn's TCPServer, guarded against its
+            # close/send race.
+            server = GuardedTCPServer(
+                app,
+                self.config,
+                context,
+                state,
+                stream,  # type: ignore[arg-type]
+            )
             await server.run()
         finally:
             await trio.aclose_forcefully(stream)
