@@ -454,6 +454,7 @@ class BackgroundRuntime:
         self._next_id = 0
         self._warned_inline = False
         self._dropped: list[str] = []
+        self._draining: trio.Event | None = None
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -511,6 +512,7 @@ class BackgroundRuntime:
         self.completed = self.failed = self.cancelled = self.abandoned = self.skipped = 0
         self.pending = self.running = 0
         self.last_report = None
+        self._draining = None
         self._live.clear()
         for names in self._ended_names.values():
             names.clear()
@@ -816,6 +818,10 @@ class BackgroundRuntime:
                 logger.exception("error hook %r failed for task %r", hook, handle.name)
 
     def _finish(self, handle: TaskHandle[Any], state: TaskState) -> None:
+        if handle.state.is_final:
+            # It ended already (the drain abandoned it): a late return or
+            # failure changes nothing the report said.
+            return
         if handle.state is TaskState.RUNNING:
             self.running -= 1
         else:
@@ -834,11 +840,13 @@ class BackgroundRuntime:
             self.abandoned += 1
             self._ended_names[state].append(handle.name)
             logger.warning(
-                "background task %r (%s) was abandoned in its worker thread: %s; the thread "
-                "keeps running until the function returns",
+                "background task %r (%s) was abandoned: %s; %s",
                 handle.name,
                 handle.request or "no request",
                 handle.cancel_reason,
+                "its thread keeps running until the function returns"
+                if handle._in_thread
+                else "it did not stop when cancelled",
             )
         else:
             self.skipped += 1
@@ -869,6 +877,19 @@ class BackgroundRuntime:
         """
         if self.state is RuntimeState.CLOSED and self.last_report is not None:
             return self.last_report
+        if self._draining is not None:
+            # Already under way (serve() drains early when hypercorn is stuck on
+            # a connection; the lifespan shutdown then asks again): one drain.
+            await self._draining.wait()
+            assert self.last_report is not None
+            return self.last_report
+        self._draining = trio.Event()
+        try:
+            return await self._drain(timeout)
+        finally:
+            self._draining.set()
+
+    async def _drain(self, timeout: float | None) -> DrainReport:
         timeout = self.drain_timeout if timeout is None else timeout
         self.state = RuntimeState.DRAINING
         started = trio.current_time()
@@ -890,8 +911,7 @@ class BackgroundRuntime:
                 await self.wait_idle()
             for handle in list(self._live):
                 # It shielded itself from cancellation: stop waiting, say so.
-                handle.cancel_reason = f"{reason}; it did not stop when cancelled"
-                self._end_cancelled(handle, None, abandoned=True)
+                self._end_cancelled(handle, reason, abandoned=True)
         self.state = RuntimeState.CLOSED
         report = DrainReport(
             completed=self.completed,

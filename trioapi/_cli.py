@@ -20,8 +20,16 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 
-from ._app import DRAIN_TIMEOUT_ENV, TrioAPI
-from ._serve import DEFAULT_BACKLOG, Server, make_config, serve
+from ._app import BODY_TIMEOUT_ENV, DRAIN_TIMEOUT_ENV, TrioAPI
+from ._serve import (
+    DEFAULT_BACKLOG,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
+    DEFAULT_MAX_HEAD_SIZE,
+    Server,
+    make_config,
+    serve,
+)
 
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 LOG_DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
@@ -88,8 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-alive-timeout",
         type=float,
-        default=5.0,
-        help="seconds an idle keep-alive connection stays open (default 5)",
+        default=DEFAULT_KEEP_ALIVE_TIMEOUT,
+        help=(
+            "seconds an idle keep-alive connection stays open, and the time a client has "
+            f"to send a complete request head (default {DEFAULT_KEEP_ALIVE_TIMEOUT:g})"
+        ),
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT,
+        help=(
+            "seconds a request body may stop arriving before the request gets 408; "
+            f"0 disables (default {DEFAULT_BODY_TIMEOUT:g})"
+        ),
+    )
+    parser.add_argument(
+        "--max-head-size",
+        type=int,
+        default=DEFAULT_MAX_HEAD_SIZE,
+        help=(
+            "bytes allowed for the request line and headers together; larger heads get 431 "
+            f"(default {DEFAULT_MAX_HEAD_SIZE})"
+        ),
     )
     parser.add_argument(
         "--access-log",
@@ -129,11 +158,13 @@ def configure(app: TrioAPI, args: argparse.Namespace) -> Config:
     config.backlog = args.backlog
     config.graceful_timeout = args.graceful_timeout
     config.keep_alive_timeout = args.keep_alive_timeout
+    config.h11_max_incomplete_size = args.max_head_size
     config.loglevel = args.log_level.upper()
     config.accesslog = "-" if args.access_log else None
     config.logconfig_dict = _log_config(args.log_level)
     if args.drain_timeout is not None:
         app.background.drain_timeout = args.drain_timeout
+    app.body_timeout = args.body_timeout or None
     return make_config(app, args.bind or ["127.0.0.1:8000"], config)
 
 
@@ -141,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.workers < 1:
         raise SystemExit("--workers must be at least 1")
+    if args.body_timeout < 0 or args.keep_alive_timeout <= 0:
+        raise SystemExit("--body-timeout must be >= 0 and --keep-alive-timeout > 0 seconds")
+    if args.max_head_size < 1024:
+        raise SystemExit("--max-head-size must be at least 1024 bytes")
     app = load_app(args.app)
     config = configure(app, args)
     logging.config.dictConfig(_log_config(args.log_level))
@@ -153,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hypercorn.run import run
 
     os.environ[DRAIN_TIMEOUT_ENV] = repr(app.background.drain_timeout)
+    os.environ[BODY_TIMEOUT_ENV] = repr(app.body_timeout or 0)
     config.application_path = args.app
     config.workers = args.workers
     return run(config)

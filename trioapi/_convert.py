@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import math
 import re
 import types
 import typing
@@ -127,11 +128,14 @@ def _to_int(value: str) -> int:
 
 def _to_float(value: str) -> float:
     try:
-        return float(value)
+        result = float(value)
     except ValueError:
         raise ConversionError(
             "float_parsing", "Input should be a valid number, unable to parse string as a number"
         ) from None
+    if not math.isfinite(result):  # "nan", "inf": no JSON response could carry them back
+        raise ConversionError("finite_number", "Input should be a finite number")
+    return result
 
 
 def _to_bool(value: str) -> bool:

@@ -6,6 +6,8 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, final
 
+import trio
+
 from ._datastructures import Headers, QueryParams, State, parse_cookies
 from ._exceptions import MalformedRequestError
 
@@ -18,6 +20,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
+
+DEFAULT_BODY_TIMEOUT = 60.0
+"""Seconds a request body may stop arriving before 408 (nginx's ``client_body_timeout``).
+
+Without it, a client that sends its headers and never its body holds the
+connection and the request's call for as long as it likes."""
 
 
 class ClientDisconnect(Exception):
@@ -39,6 +47,7 @@ class Request:
         "_query",
         "_receive",
         "_state",
+        "body_timeout",
         "max_body_size",
         "path_params",
         "scope",
@@ -51,11 +60,13 @@ class Request:
         *,
         path_params: dict[str, str] | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         self.scope = scope
         self._receive = receive
         self.path_params: dict[str, str] = path_params or {}
         self.max_body_size = max_body_size
+        self.body_timeout = body_timeout
         self._headers: Headers | None = None
         self._query: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
@@ -127,7 +138,8 @@ class Request:
         """Yields the body as it arrives, enforcing ``max_body_size``.
 
         Raises:
-            MalformedRequestError: The body exceeds ``max_body_size`` (413).
+            MalformedRequestError: The body exceeds ``max_body_size`` (413), or
+                stopped arriving for ``body_timeout`` seconds (408).
             ClientDisconnect: The client left before the body was complete.
         """
         if self._body is not None:
@@ -141,7 +153,7 @@ class Request:
             raise _too_large(self.max_body_size)
         received = 0
         while True:
-            message = await self._receive()
+            message = await self._next_message(self._receive)
             kind = message["type"]
             if kind == "http.disconnect":
                 raise ClientDisconnect
@@ -153,6 +165,16 @@ class Request:
                 yield chunk
             if not message.get("more_body", False):
                 break
+
+    async def _next_message(self, receive: Receive) -> Message:
+        # Only the waits for body bytes are timed: a slow endpoint, or a quiet
+        # client waiting for its answer, is never cut by this.
+        if not self.body_timeout:
+            return await receive()
+        with trio.move_on_after(self.body_timeout):
+            return await receive()
+        msg = f"the request body stopped arriving for {self.body_timeout:g} s"
+        raise MalformedRequestError(msg, status_code=408)
 
     async def body(self) -> bytes:
         """The whole body (read once, then cached)."""

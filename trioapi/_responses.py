@@ -12,13 +12,21 @@ adds no unbounded wait of its own.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
 import enum
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+)
 from http.cookies import SimpleCookie
 from typing import Any, Literal, final
 
@@ -26,7 +34,7 @@ import attrs
 import trio
 
 from ._convert import body_converter
-from ._requests import Send
+from ._requests import Receive, Send
 
 logger = logging.getLogger("trioapi")
 
@@ -234,7 +242,14 @@ class Response:
         """Tells the client to drop cookie ``key``."""
         self.set_cookie(key, max_age=0, expires=0, path=path, domain=domain)
 
-    async def send_to(self, send: Send, *, head: bool = False, shield: bool = False) -> None:
+    async def send_to(
+        self,
+        send: Send,
+        *,
+        head: bool = False,
+        shield: bool = False,
+        receive: Receive | None = None,
+    ) -> None:
         """Sends the response.
 
         Args:
@@ -242,6 +257,8 @@ class Response:
             head: Leave the body out (a ``HEAD`` request).
             shield: Shield the final message from cancellation; the app asks
                 for it when background tasks depend on the response going out.
+            receive: The request's receive callable, for responses that watch
+                for the client leaving (``StreamingResponse``); unused here.
         """
         await send(
             {
@@ -355,19 +372,49 @@ class StreamingResponse(Response):
         ):
             self._raw_headers.append((b"content-type", self._content_type()))
 
-    async def _chunks(self) -> AsyncIterable[bytes | str]:
+    async def _chunks(self) -> AsyncGenerator[bytes | str, None]:
+        # Whatever ends the stream (done, the client gone, a cancellation),
+        # the user's iterator is closed now, not left to the garbage collector.
         if isinstance(self.iterator, AsyncIterable):
-            async for piece in self.iterator:
-                yield piece
+            try:
+                async for piece in self.iterator:
+                    yield piece
+            finally:
+                aclose = getattr(self.iterator, "aclose", None)
+                if aclose is not None:
+                    with trio.CancelScope(shield=True):
+                        await aclose()
             return
         iterator = iter(self.iterator)
-        while True:
-            chunk: bytes | str | None = await trio.to_thread.run_sync(_next_chunk, iterator)
-            if chunk is None:
-                return
-            yield chunk
+        try:
+            while True:
+                chunk: bytes | str | None = await trio.to_thread.run_sync(_next_chunk, iterator)
+                if chunk is None:
+                    return
+                yield chunk
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(close)
 
-    async def send_to(self, send: Send, *, head: bool = False, shield: bool = False) -> None:
+    async def send_to(
+        self,
+        send: Send,
+        *,
+        head: bool = False,
+        shield: bool = False,
+        receive: Receive | None = None,
+    ) -> None:
+        """Sends the head, then each chunk as the iterator produces it.
+
+        Args:
+            receive: When given (the request's body has been read), it is
+                watched during the stream: ``http.disconnect`` then means the
+                client left, and the stream stops with ``BrokenResourceError``
+                (hypercorn silently drops writes to a closed connection, so an
+                endless stream would otherwise run on until shutdown).
+        """
         await send(
             {
                 "type": "http.response.start",
@@ -376,8 +423,29 @@ class StreamingResponse(Response):
             }
         )
         if not head:
-            async for chunk in self._chunks():
-                data = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
-                if data:
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
+            gone = False
+            async with trio.open_nursery() as nursery:
+                if receive is not None:
+
+                    async def watch() -> None:
+                        nonlocal gone
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                        gone = True
+                        nursery.cancel_scope.cancel("the client left during the stream")
+
+                    nursery.start_soon(watch)
+                async with contextlib.aclosing(self._chunks()) as chunks:
+                    async for chunk in chunks:
+                        data = (
+                            chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
+                        )
+                        if data:
+                            await send(
+                                {"type": "http.response.body", "body": data, "more_body": True}
+                            )
+                nursery.cancel_scope.cancel()
+            if gone:
+                msg = "the client left during the streaming response"
+                raise trio.BrokenResourceError(msg)
         await send_final(send, b"", shield)

@@ -8,6 +8,26 @@ stop accepting → in-flight requests finish within hypercorn's
 ``drain_timeout`` → return. Cancelling the surrounding scope instead stops
 everything at once: hypercorn never sends ``lifespan.shutdown``, so there is
 no drain and the report counts the unfinished tasks as cancelled.
+
+Limits on clients (see ``docs/reliability.md``), all on by default:
+
+- a request head (request line and headers) over ``DEFAULT_MAX_HEAD_SIZE``
+  gets 431 (hypercorn's ``h11_max_incomplete_size``);
+- a client has ``keep_alive_timeout`` (5 s) from connecting, or from its
+  previous response, to send a complete request head: hypercorn's idle timer
+  only stops once the head is parsed, so headers sent a byte at a time cannot
+  hold a connection;
+- once the head is in, a request body that stops arriving while the app
+  reads it gets 408 after the app's ``body_timeout`` (60 s), and the
+  connection closes (``TrioAPI(body_timeout=...)``: the app owns body reading,
+  so this holds under any server).
+
+hypercorn's own ``read_timeout`` stays off (its default): it bounds every
+wait on the socket, so it also fires while an endpoint works and its client
+quietly waits for the answer, or while a long streaming response flows to a
+client that has nothing to say; the app then gets ``http.disconnect``, which
+it cannot tell from a client that left. The body timeout only runs while the
+app waits for body bytes, so slow endpoints and long streams are never cut.
 """
 
 from __future__ import annotations
@@ -24,6 +44,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from ._background import UNWIND_GRACE, DrainReport, RuntimeState
+from ._requests import DEFAULT_BODY_TIMEOUT as DEFAULT_BODY_TIMEOUT
 
 if TYPE_CHECKING:
     from ._app import TrioAPI
@@ -36,6 +57,15 @@ DEFAULT_BACKLOG = 2048
 SHUTDOWN_MARGIN = 5.0
 """Seconds that hypercorn's ``shutdown_timeout`` keeps above ``drain_timeout``."""
 
+DEFAULT_MAX_HEAD_SIZE = 16 * 1024
+"""Bytes of request line plus headers (hypercorn's ``h11_max_incomplete_size``); more: 431."""
+
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
+"""Seconds an idle connection stays open; also the time allowed to send a request head."""
+
+STUCK_MARGIN = 1.0
+"""Seconds past ``graceful_timeout`` after which hypercorn counts as stuck on a connection."""
+
 
 def make_config(
     app: TrioAPI,
@@ -44,7 +74,9 @@ def make_config(
 ) -> Config:
     """Returns a hypercorn ``Config`` with trioapi's production defaults.
 
-    Binds are set from ``bind``; the accept backlog defaults to 2048; and
+    Binds are set from ``bind``; without ``config``, the accept backlog is
+    2048, request heads are capped at 16 KiB (431) and idle connections close
+    after 5 s (see the module docstring); and
     ``shutdown_timeout`` is raised, if needed, so that hypercorn waits for the
     whole background drain.
     """
@@ -52,6 +84,8 @@ def make_config(
         config = Config()
         config.backlog = DEFAULT_BACKLOG
         config.accesslog = None
+        config.h11_max_incomplete_size = DEFAULT_MAX_HEAD_SIZE
+        config.keep_alive_timeout = DEFAULT_KEEP_ALIVE_TIMEOUT
     else:
         config = copy.copy(config)
     config.bind = [bind] if isinstance(bind, str) else list(bind)
@@ -123,6 +157,31 @@ async def _watch_signals(server: Server, cancel_scope: trio.CancelScope) -> None
                 return
 
 
+async def _drain_if_stuck(server: Server, graceful_timeout: float) -> None:
+    """Drains the background tasks here when hypercorn cannot close its connections.
+
+    hypercorn writes to a socket inside a shielded scope, so a client that
+    stops reading its response holds that write past the cancellation at
+    ``graceful_timeout``, and hypercorn never reaches the lifespan shutdown
+    where the drain runs: until that client reads or leaves, the server
+    cannot stop, and an orchestrator's SIGKILL would end tasks that nobody
+    drained or reported. Draining here keeps the promise that every task is
+    completed or reported; the lifespan shutdown, when it comes, finds the
+    runtime closed and its report written.
+    """
+    await server._stop.wait()
+    await trio.sleep(graceful_timeout + STUCK_MARGIN)
+    runtime = server.app.background
+    if runtime.state is RuntimeState.ACCEPTING:
+        logger.warning(
+            "trioapi: connections are still open %g s after shutdown began (a client that "
+            "stops reading its response holds hypercorn's write); draining background "
+            "tasks now instead of waiting for them to close",
+            graceful_timeout + STUCK_MARGIN,
+        )
+        await runtime.drain()
+
+
 async def serve(
     app: TrioAPI,
     bind: str | Sequence[str] = "127.0.0.1:8000",
@@ -182,6 +241,7 @@ async def serve(
 
             if handle_signals:
                 nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
+            nursery.start_soon(_drain_if_stuck, server, float(config.graceful_timeout))
             server.urls = await nursery.start(run_hypercorn)
             if app.background.state is RuntimeState.CLOSED:
                 # Startup failed: hypercorn reports "started" before the

@@ -13,6 +13,7 @@ import copy
 import functools
 import json
 import logging
+import math
 from collections.abc import AsyncGenerator, Generator
 from typing import TYPE_CHECKING, Any, final
 
@@ -53,6 +54,7 @@ class RequestContext:
         "_query",
         "_request",
         "_response",
+        "body_timeout",
         "cache",
         "exits",
         "label",
@@ -70,12 +72,14 @@ class RequestContext:
         path_params: dict[str, str],
         runtime: BackgroundRuntime,
         max_body_size: int,
+        body_timeout: float | None,
     ) -> None:
         self.scope = scope
         self.receive = receive
         self.path_params = path_params
         self.runtime = runtime
         self.max_body_size = max_body_size
+        self.body_timeout = body_timeout
         self.cache: dict[Any, Any] = {}
         self.exits: list[tuple[CallKind, Any]] = []
         self.label = f"{scope['method']} {scope['path']}"
@@ -93,6 +97,7 @@ class RequestContext:
                 self.receive,
                 path_params=self.path_params,
                 max_body_size=self.max_body_size,
+                body_timeout=self.body_timeout,
             )
         return self._request
 
@@ -119,6 +124,20 @@ class RequestContext:
 
     def take_background(self) -> list[Any]:
         return self._background._take() if self._background is not None else []
+
+    def body_consumed(self) -> bool:
+        """Nothing of the request body is left to receive (read, or there is none).
+
+        Only then may the response watch ``receive`` for the client leaving
+        without taking body messages someone else still wants.
+        """
+        if self._request is not None and self._request._body is not None:
+            return True
+        headers = self.scope.get("headers", ())
+        for name, value in headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+                return False
+        return True
 
     @property
     def query(self) -> QueryParams:
@@ -256,6 +275,19 @@ def _is_json(ctx: RequestContext) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
+def _no_constant(name: str) -> Any:
+    msg = f"{name} is not valid JSON"
+    raise ValueError(msg)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        msg = f"the number {text[:20]} is too large"
+        raise ValueError(msg)
+    return value
+
+
 async def _parsed_body(ctx: RequestContext, errors: list[dict[str, Any]]) -> Any:
     if ctx._body is _NO_BODY:
         raw = await ctx.request.body()
@@ -263,7 +295,7 @@ async def _parsed_body(ctx: RequestContext, errors: list[dict[str, Any]]) -> Any
             ctx._body = None
         else:
             try:
-                ctx._body = json.loads(raw)
+                ctx._body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
             except json.JSONDecodeError as error:
                 errors.append(
                     error_entry(
@@ -285,6 +317,9 @@ async def _parsed_body(ctx: RequestContext, errors: list[dict[str, Any]]) -> Any
                 errors.append(
                     error_entry("json_invalid", ["body"], "JSON body is nested too deeply", {})
                 )
+                return _NO_BODY
+            except ValueError as error:  # NaN/Infinity, overflowing floats, huge integers
+                errors.append(error_entry("json_invalid", ["body"], str(error), {}))
                 return _NO_BODY
     return ctx._body
 
