@@ -793,3 +793,45 @@ async def test_a_client_that_stops_reading_cannot_keep_the_tasks_from_being_drai
     messages = logged(caplog)
     assert any("connections are still open" in message for message in messages), messages
     assert sum("background drain finished" in message for message in messages) == 1
+
+
+@pytest.mark.parametrize("with_parameter", [False, True], ids=["plain", "with-query"])
+async def test_an_endless_stream_without_tasks_stops_when_its_client_leaves(
+    autojump_clock: trio.testing.MockClock, with_parameter: bool
+) -> None:
+    # No BackgroundTasks, and (plain) no parameters at all: the response is
+    # sent on the app's fastest path, which must still watch for the client.
+    app = TrioAPI()
+    closed: list[float] = []
+
+    async def forever() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"data: tick\n\n"
+                await trio.sleep(1)
+        finally:
+            closed.append(now())
+
+    if with_parameter:
+
+        @app.get("/events")
+        async def events(topic: str = "all") -> StreamingResponse:
+            return StreamingResponse(forever(), media_type="text/event-stream")
+
+    else:
+
+        @app.get("/events")
+        async def events() -> StreamingResponse:
+            return StreamingResponse(forever(), media_type="text/event-stream")
+
+    async with InMemoryServer(app) as server:
+        conn = await server.connect()
+        await conn.send_bytes(b"GET /events HTTP/1.1\r\nhost: t\r\n\r\n")
+        received = b""
+        while received.count(b"data: tick") < 3:
+            received += await conn.receive_some()
+        await conn.aclose()
+        await trio.sleep(30)
+        await server.shutdown()
+    assert closed
+    assert closed[0] <= 3  # within a tick of the client leaving, not at shutdown (32)

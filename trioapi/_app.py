@@ -47,9 +47,9 @@ from ._requests import (
     Scope,
     Send,
 )
-from ._responses import JSONResponse, RedirectResponse, Response, _no_body
+from ._responses import JSONResponse, RedirectResponse, Response, StreamingResponse, _no_body
 from ._routing import APIRoute, APIRouter, Found, MethodNotAllowed, RouteTable
-from ._solve import RequestContext, call, resolve, solve, teardown
+from ._solve import RequestContext, call, request_has_body, resolve, solve, teardown
 
 logger = logging.getLogger("trioapi")
 error_logger = logging.getLogger("trioapi.error")
@@ -334,11 +334,18 @@ class TrioAPI(APIRouter):
             if ctx is not None:
                 self.background.discard(ctx.take_background())
             raise
-        if ctx is None:
-            await self._deliver(response, scope, send)
+        # A stream watches receive() for the client leaving, but only once
+        # nothing of the body is left to read (the watch would eat it).
+        watch: Receive | None = None
+        if isinstance(response, StreamingResponse) and (
+            ctx.body_consumed() if ctx is not None else not request_has_body(scope)
+        ):
+            watch = receive
+        if ctx is None or (ctx._background is None and not ctx.exits):
+            # Nothing depends on how the response goes: just send it.
+            await self._deliver(response, scope, send, receive=watch)
             return
         sent = False
-        watch = receive if ctx.body_consumed() else None
         try:
             sent = await self._deliver(
                 response, scope, send, shield=ctx.wants_background, receive=watch

@@ -57,7 +57,6 @@ class RequestContext:
         "body_timeout",
         "cache",
         "exits",
-        "label",
         "max_body_size",
         "path_params",
         "receive",
@@ -82,12 +81,16 @@ class RequestContext:
         self.body_timeout = body_timeout
         self.cache: dict[Any, Any] = {}
         self.exits: list[tuple[CallKind, Any]] = []
-        self.label = f"{scope['method']} {scope['path']}"
         self._request: Request | None = None
         self._response: Response | None = None
         self._background: BackgroundTasks | None = None
         self._query: QueryParams | None = None
         self._body: Any = _NO_BODY
+
+    @property
+    def label(self) -> str:
+        """``METHOD /path``, for logs and task reports."""
+        return f"{self.scope['method']} {self.scope['path']}"
 
     @property
     def request(self) -> Request:
@@ -133,17 +136,21 @@ class RequestContext:
         """
         if self._request is not None and self._request._body is not None:
             return True
-        headers = self.scope.get("headers", ())
-        for name, value in headers:
-            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
-                return False
-        return True
+        return not request_has_body(self.scope)
 
     @property
     def query(self) -> QueryParams:
         if self._query is None:
             self._query = QueryParams(self.scope.get("query_string", b""))
         return self._query
+
+
+def request_has_body(scope: Scope) -> bool:
+    """The request announces a body (a non-zero length, or chunked)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
 
 
 async def call(dependant: Dependant, values: dict[str, Any]) -> Any:
