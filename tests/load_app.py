@@ -1,6 +1,6 @@
 """The application the load and limit tests serve as a real subprocess.
 
-``POST /work/{task_id}`` adds one background task named ``t<task_id>`` and
+``POST /jobs/{task_id}`` adds one background task named ``t<task_id>`` and
 answers ``{"id": task_id}``. What the task does depends on its id, so the
 client knows the expected outcome of every request it sent:
 
@@ -79,7 +79,7 @@ async def health() -> dict[str, bool]:
     return {"ok": True}
 
 
-@app.post("/work/{task_id}")
+@app.post("/jobs/{task_id}")
 async def work(task_id: int, background_tasks: BackgroundTasks) -> dict[str, int]:
     is_sync = task_id % SYNC_EVERY == 0 and expected_outcome(task_id) != "slow"
     func = sync_task if is_sync else async_task

@@ -1224,3 +1224,41 @@ async def test_runtime_add_task_runs_work_outside_any_request(
     assert isinstance(second.exception, BackgroundTaskTimeout)
     assert trio.current_time() == 2
     assert (report.completed, report.failed) == (1, 1)
+
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+
+async def test_a_group_that_waited_for_a_place_still_sees_its_own_requests_context(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # With max_running_tasks=1 the second request's group waits (in a queue,
+    # not as a parked trio task) until the first ends; it must still run in
+    # the context of the request that submitted it.
+    app = TrioAPI(max_running_tasks=1)
+    seen: list[tuple[str, float]] = []
+
+    async def work() -> None:
+        await trio.sleep(1)
+        seen.append((request_id.get(), trio.current_time()))
+
+    def tag(rid: str) -> str:
+        request_id.set(rid)
+        return rid
+
+    async def tagged(rid: str) -> str:  # async: runs in the request's own task
+        return tag(rid)
+
+    @app.post("/jobs/{rid}")
+    async def add(rid: Annotated[str, Depends(tagged)], tasks: BackgroundTasks) -> dict[str, str]:
+        tasks.add_task(work)
+        return {"rid": rid}
+
+    async with TestClient(app, wait_background=False) as client:
+        await client.post("/jobs/first")
+        await client.post("/jobs/second")
+        await trio.testing.wait_all_tasks_blocked()
+        assert app.background.stats()["running"] == 1
+        assert app.background.stats()["pending"] == 1  # waiting for the one place
+        await app.background.wait_idle()
+    assert seen == [("first", 1), ("second", 2)]

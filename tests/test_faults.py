@@ -104,14 +104,14 @@ async def test_a_failing_task_is_logged_once_counted_and_its_request_later_tasks
     async def after() -> None:
         ran.append("after")
 
-    @app.post("/work")
+    @app.post("/jobs")
     async def work(tasks: BackgroundTasks) -> dict[str, bool]:
         tasks.add_task(boom)
         tasks.add_task(after)
         return {"ok": True}
 
     async with InMemoryServer(app) as server:
-        assert await post(server, "/work") == (200, b'{"ok":true}')
+        assert await post(server, "/jobs") == (200, b'{"ok":true}')
         await bystander.check(server, "b")
         report = await server.shutdown()
 
@@ -121,7 +121,7 @@ async def test_a_failing_task_is_logged_once_counted_and_its_request_later_tasks
     errors = no_errors(caplog)
     assert errors == [
         "trioapi.background ERROR: background task 'test_a_failing_task_is_logged_once_counted"
-        "_and_its_request_later_tasks_still_run.<locals>.boom' failed (POST /work): "
+        "_and_its_request_later_tasks_still_run.<locals>.boom' failed (POST /jobs): "
         "TaskBroke('the task broke')"
     ]
     assert with_traceback(caplog, TaskBroke) == 1
@@ -145,14 +145,14 @@ async def test_a_hanging_task_is_cancelled_at_exactly_the_drain_deadline_and_nam
     async def four_seconds() -> None:
         await trio.sleep(4)
 
-    @app.post("/work")
+    @app.post("/jobs")
     async def work(tasks: BackgroundTasks) -> dict[str, bool]:
         tasks.options(name="hang").add_task(hang)
         tasks.options(name="four").add_task(four_seconds)  # behind hang: never starts
         return {"ok": True}
 
     async with InMemoryServer(app) as server:
-        assert await post(server, "/work", wait=False) == (200, b'{"ok":true}')
+        assert await post(server, "/jobs", wait=False) == (200, b'{"ok":true}')
         await bystander.check(server, "b")
         assert now() == 0
         report = await server.shutdown()
@@ -186,14 +186,14 @@ async def test_a_blocked_sync_task_is_abandoned_at_the_deadline_and_never_counte
 
     handles: list[TaskHandle[Any]] = []
 
-    @app.post("/work")
+    @app.post("/jobs")
     async def work(tasks: BackgroundTasks) -> dict[str, bool]:
         handles.append(tasks.options(name="blocked").add_task(blocked))
         return {"ok": True}
 
     try:
         async with InMemoryServer(app) as server:
-            assert await post(server, "/work", wait=False) == (200, b'{"ok":true}')
+            assert await post(server, "/jobs", wait=False) == (200, b'{"ok":true}')
             await bystander.check(server, "b")
             report = await server.shutdown()
     finally:
@@ -212,7 +212,7 @@ async def test_a_blocked_sync_task_is_abandoned_at_the_deadline_and_never_counte
     late = "trioapi.background WARNING: abandoned background task 'blocked' finished in its"
     assert [w for w in warnings[2:] if not w.startswith(late)] == []
     assert warnings[0] == (
-        "trioapi.background WARNING: background task 'blocked' (POST /work) was abandoned: "
+        "trioapi.background WARNING: background task 'blocked' (POST /jobs) was abandoned: "
         "drain_timeout of 10 s expired during shutdown; its thread keeps running until the "
         "function returns"
     )
@@ -257,13 +257,13 @@ async def test_a_task_running_its_own_nursery_ends_as_one_task(
             nursery.start_soon(child, "first")
             nursery.start_soon(child, "second")
 
-    @app.post("/work")
+    @app.post("/jobs")
     async def work(tasks: BackgroundTasks) -> dict[str, bool]:
         tasks.options(name="parent").add_task(parent)
         return {"ok": True}
 
     async with InMemoryServer(app) as server:
-        assert await post(server, "/work", wait=False) == (200, b'{"ok":true}')
+        assert await post(server, "/jobs", wait=False) == (200, b'{"ok":true}')
         await bystander.check(server, "b")
         report = await server.shutdown()
 
@@ -279,7 +279,7 @@ async def test_a_task_running_its_own_nursery_ends_as_one_task(
         errors = no_errors(caplog)
         assert len(errors) == 1
         assert errors[0].startswith(
-            "trioapi.background ERROR: background task 'parent' failed (POST /work): "
+            "trioapi.background ERROR: background task 'parent' failed (POST /jobs): "
             "ExceptionGroup("
         )
         assert with_traceback(caplog, ExceptionGroup) == 1
@@ -435,13 +435,13 @@ async def test_failing_shutdown_hooks_are_logged_and_the_drain_and_other_hooks_s
         await trio.sleep(2)
         events.append(f"task done at {now():g}")
 
-    @app.post("/work")
+    @app.post("/jobs")
     async def work(tasks: BackgroundTasks) -> dict[str, bool]:
         tasks.add_task(two_seconds)
         return {"ok": True}
 
     async with InMemoryServer(app) as server:
-        assert await post(server, "/work", wait=False) == (200, b'{"ok":true}')
+        assert await post(server, "/jobs", wait=False) == (200, b'{"ok":true}')
         await bystander.check(server, "b")
         report = await server.shutdown()
 
@@ -607,13 +607,13 @@ async def _stubborn_run(
             return "finished anyway"
         return "not reached"
 
-    @app.post("/work")
+    @app.post("/jobs")
     async def work(tasks: BackgroundTasks) -> dict[str, bool]:
         tasks.options(name="stubborn").add_task(stubborn)
         return {"ok": True}
 
     async with InMemoryServer(app) as server:
-        assert await post(server, "/work", wait=False) == (200, b'{"ok":true}')
+        assert await post(server, "/jobs", wait=False) == (200, b'{"ok":true}')
         await bystander.check(server, "b")
         report = await server.shutdown()
     assert report is not None
@@ -684,7 +684,7 @@ async def test_a_flood_past_the_pending_cap_gets_503_with_retry_after_and_counts
         await gate.wait()
         finished.append(number)
 
-    @app.post("/work/{number}")
+    @app.post("/jobs/{number}")
     async def work(number: int, tasks: BackgroundTasks) -> dict[str, int]:
         tasks.add_task(gated, number)
         return {"number": number}
@@ -699,7 +699,7 @@ async def test_a_flood_past_the_pending_cap_gets_503_with_retry_after_and_counts
     async with InMemoryServer(app) as server:
         for number in range(10):
             async with await server.connect() as conn:
-                response = await conn.request("POST", f"/work/{number}")
+                response = await conn.request("POST", f"/jobs/{number}")
             statuses.append((response.status, response.header("retry-after")))
             await trio.testing.wait_all_tasks_blocked()
         # Two running, three pending: the cap is full.
@@ -750,7 +750,7 @@ async def test_a_client_that_stops_reading_cannot_keep_the_tasks_from_being_drai
     async def endless() -> None:
         await trio.sleep_forever()
 
-    @app.post("/work")
+    @app.post("/jobs")
     async def work(tasks: BackgroundTasks) -> dict[str, bool]:
         handles.append(tasks.options(name="endless").add_task(endless))
         return {"ok": True}
@@ -768,7 +768,7 @@ async def test_a_client_that_stops_reading_cannot_keep_the_tasks_from_being_drai
             )
             async with await trio.open_tcp_stream("127.0.0.1", server.port) as worker:
                 await worker.send_all(
-                    b"POST /work HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n"
+                    b"POST /jobs HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n"
                 )
                 assert (await worker.receive_some()).startswith(b"HTTP/1.1 200")
             reader = await trio.open_tcp_stream("127.0.0.1", server.port)

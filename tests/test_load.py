@@ -2,7 +2,7 @@
 
 ``python -m trioapi tests.load_app:app`` runs as a subprocess on 127.0.0.1.
 A trio client with a bounded number of keep-alive connections sends
-``POST /work/<id>`` requests; each adds one background task whose outcome
+``POST /jobs/<id>`` requests; each adds one background task whose outcome
 the id decides (see ``tests/load_app.py``): most complete and write
 ``done <id>``, every tenth fails on purpose after writing ``fail <id>``, and
 every 101st sleeps far past the drain deadline, so the drain must cancel it
@@ -53,7 +53,7 @@ REPORT = re.compile(
     r"(?:; cancelled: ([^;\n]*))?(?:; abandoned: ([^\n]*))?\n"
 )
 TASK_FAILED = re.compile(
-    r"\[ERROR\] background task 't(\d+)' failed \(POST /work/(\d+)\): "
+    r"\[ERROR\] background task 't(\d+)' failed \(POST /jobs/(\d+)\): "
     r"IntentionalFailure\('task (\d+) fails on purpose'\)"
 )
 
@@ -195,7 +195,7 @@ async def client(load: Load) -> None:
                     load.refused_connects += 1
                     return  # the server stopped listening: shutdown began
                 buffer.clear()
-            request = b"POST /work/%d HTTP/1.1\r\nHost: load\r\nContent-Length: 0\r\n\r\n" % task_id
+            request = b"POST /jobs/%d HTTP/1.1\r\nHost: load\r\nContent-Length: 0\r\n\r\n" % task_id
             try:
                 with trio.fail_after(REQUEST_TIMEOUT):
                     await stream.send_all(request)

@@ -63,7 +63,7 @@ async def server(nursery: trio.Nursery) -> AsyncIterator[tuple[trioapi.Server, l
     async def record(number: int) -> None:
         done.append(number)
 
-    @app.post("/work/{number}")
+    @app.post("/jobs/{number}")
     async def work(number: int, tasks: BackgroundTasks) -> dict[str, int]:
         tasks.add_task(record, number)
         return {"number": number}
@@ -93,7 +93,7 @@ async def test_a_client_hanging_up_after_its_2xx_still_gets_its_task_run(
     running, done = server
     caplog.set_level(logging.WARNING)
     answers = [
-        await trio.to_thread.run_sync(request_then_hang_up, running.port, f"/work/{number}")
+        await trio.to_thread.run_sync(request_then_hang_up, running.port, f"/jobs/{number}")
         for number in range(ATTEMPTS)
     ]
     assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers)
@@ -113,7 +113,7 @@ async def test_a_transport_race_on_the_final_write_does_not_drop_the_task(
     async def record() -> None:
         done.append("ran")
 
-    @app.post("/work")
+    @app.post("/jobs")
     async def work(tasks: BackgroundTasks) -> dict[str, bool]:
         tasks.add_task(record)
         return {"ok": True}
@@ -131,8 +131,8 @@ async def test_a_transport_race_on_the_final_write_does_not_drop_the_task(
     scope = {
         "type": "http",
         "method": "POST",
-        "path": "/work",
-        "raw_path": b"/work",
+        "path": "/jobs",
+        "raw_path": b"/jobs",
         "query_string": b"",
         "headers": [],
     }

@@ -92,7 +92,7 @@ def make_app() -> TrioAPI:
     async def json_echo(data: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         return data
 
-    @app.post("/work/{number}")
+    @app.post("/jobs/{number}")
     async def work(number: int, tasks: BackgroundTasks) -> dict[str, int]:
         tasks.add_task(noop, number)
         return {"number": number}
@@ -609,7 +609,7 @@ TEMPLATES = [
     b"GET /q?x=hello%20world&f=1.5 HTTP/1.1\r\nHost: t\r\nUser-Agent: fuzz\r\n\r\n",
     b"GET /text/caf%C3%A9 HTTP/1.1\r\nHost: t\r\n\r\n",
     _post(b"/json", b'{"name": "x", "tags": [1, 2.5, null, true], "n": {"k": "v"}}', JSON),
-    _post(b"/work/7", b""),
+    _post(b"/jobs/7", b""),
     b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
     b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
 ]

@@ -56,6 +56,8 @@ see a copy of the request's context variables as they were at submission
 
 from __future__ import annotations
 
+import collections
+import contextvars
 import enum
 import functools
 import inspect
@@ -63,6 +65,7 @@ import logging
 import math
 import types
 from collections.abc import Callable, Generator, Sequence
+from contextvars import Context
 from typing import Any, Generic, ParamSpec, TypeVar, final
 
 import attrs
@@ -446,7 +449,12 @@ class BackgroundRuntime:
             TaskState.ABANDONED: [],
         }
         self._nursery: trio.Nursery | None = None
-        self._run_slots: trio.Semaphore | None = None
+        # Groups running in the nursery, and those waiting for one of the
+        # max_running places, with the context they were submitted from.
+        self._active = 0
+        self._waiting: collections.deque[tuple[Sequence[TaskHandle[Any]], Context]] = (
+            collections.deque()
+        )
         self._pool: ThreadPool | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._idle: trio.Event | None = None
@@ -498,7 +506,6 @@ class BackgroundRuntime:
 
     def _start_run(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
-        self._run_slots = trio.Semaphore(self.max_running)
         self._pool = ThreadPool(self.max_threads, self._token)
 
     def _pool_for_run(self) -> ThreadPool:
@@ -513,6 +520,8 @@ class BackgroundRuntime:
         self.pending = self.running = 0
         self.last_report = None
         self._draining = None
+        self._active = 0
+        self._waiting.clear()
         self._live.clear()
         for names in self._ended_names.values():
             names.clear()
@@ -646,7 +655,32 @@ class BackgroundRuntime:
                     handle.cancel_reason = "submitted after the runtime closed"
                     self._finish(handle, TaskState.CANCELLED)
             return
-        self._nursery.start_soon(self._run_group, handles)
+        if self._active < self.max_running:
+            self._active += 1
+            self._nursery.start_soon(self._run_pooled_group, handles)
+        else:
+            # Waits as a few hundred bytes, not as a parked trio task; it will
+            # start in the context it was submitted from (the request's).
+            self._waiting.append((handles, contextvars.copy_context()))
+
+    async def _run_pooled_group(self, handles: Sequence[TaskHandle[Any]]) -> None:
+        try:
+            await self._run_group(handles)
+        finally:
+            self._next_group()
+
+    def _next_group(self) -> None:
+        # Hands the finished group's place to the next waiting group, if any
+        # of its tasks is still pending (the drain may have ended them all).
+        while self._waiting:
+            handles, context = self._waiting.popleft()
+            if not any(handle.state is TaskState.PENDING for handle in handles):
+                continue
+            if self._nursery is None:  # closing: the abrupt close accounts for them
+                continue
+            context.run(self._nursery.start_soon, self._run_pooled_group, handles)
+            return
+        self._active -= 1
 
     def discard(self, handles: Sequence[TaskHandle[Any]]) -> None:
         """Skips admitted tasks that must not run (their endpoint raised)."""
@@ -685,8 +719,6 @@ class BackgroundRuntime:
         # group, not per task). A task's timeout is the scope's deadline while
         # it runs; cancel() and the drain cancel the scope. A cancelled scope
         # cannot be reused: the tasks after a cut-off one get a fresh scope.
-        slots = self._run_slots
-        assert slots is not None
         index, count = 0, len(handles)
         try:
             while index < count:
@@ -697,15 +729,7 @@ class BackgroundRuntime:
                         index += 1
                         if handle.state is not TaskState.PENDING:
                             continue  # cancelled before its turn
-                        try:
-                            slots.acquire_nowait()
-                        except trio.WouldBlock:
-                            await slots.acquire()
-                        try:
-                            if handle.state is TaskState.PENDING:  # not cancelled meanwhile
-                                await self._execute(handle, scope)
-                        finally:
-                            slots.release()
+                        await self._execute(handle, scope)
                         if scope.cancel_called:
                             break  # it swallowed its cancellation: start afresh
                 if scope.cancelled_caught:
