@@ -8,6 +8,9 @@
 - ``nox -s bench``: the benchmark suite in ``bench/`` (not run by default).
 """
 
+import os
+import shutil
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typing"]
@@ -46,5 +49,12 @@ def e2e(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
+    if shutil.which("wrk") is None:
+        # wrk is a Debian package, not a Python one; install it when we can.
+        if shutil.which("apt-get") and os.geteuid() == 0:
+            session.run("apt-get", "update", "-qq", external=True)
+            session.run("apt-get", "install", "-y", "-qq", "wrk", external=True)
+        else:
+            session.error("bench needs wrk: install it (Debian/Ubuntu: apt-get install wrk)")
     session.install("-e", ".", "-r", "bench/requirements.txt")
     session.run("python", "bench/run.py", *session.posargs)

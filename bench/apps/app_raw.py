@@ -1,0 +1,58 @@
+"""Raw ASGI: the limit. The POST writes its line inline, right after the response.
+
+No framework, no thread hop: what hypercorn's trio worker can do on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from _task import write_notification
+
+_PREFIX = "/send-notification/"
+
+
+def _json(content: Any) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps(content, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return headers, body
+
+
+_HELLO = _json({"message": "hello"})
+_SENT = _json({"message": "Notification sent in the background"})
+_NOT_FOUND = _json({"detail": "Not Found"})
+
+
+async def _respond(send: Any, status: int, reply: tuple[list[tuple[bytes, bytes]], bytes]) -> None:
+    headers, body = reply
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The ASGI 3 callable."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    if scope["type"] != "http":
+        return
+    method = scope["method"]
+    path: str = scope["path"]
+    if method == "GET" and path == "/":
+        await _respond(send, 200, _HELLO)
+    elif method == "POST" and path.startswith(_PREFIX) and "/" not in path[len(_PREFIX) :]:
+        await _respond(send, 200, _SENT)
+        write_notification(path[len(_PREFIX) :])
+    else:
+        await _respond(send, 404, _NOT_FOUND)

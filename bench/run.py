@@ -1,0 +1,775 @@
+"""End-to-end benchmark: the same two routes in five frameworks, behind hypercorn.
+
+For every framework (``bench/apps``) and every round, one server session:
+
+1. start ``hypercorn --worker-class trio --workers 1`` on 127.0.0.1 (a free
+   port, pinned to one core with ``taskset`` when there are two or more);
+2. wait until ``GET /`` answers, warm up, then run ``wrk`` (pinned to another
+   core) on ``GET /`` and on ``POST /send-notification/{email}``;
+3. SIGTERM the server, wait for it to exit (its graceful shutdown drains the
+   background tasks), and compare the 2xx POSTs that wrk counted with the
+   lines the background task wrote: fewer lines than 2xx answers means
+   **lost tasks**. A request still in flight when wrk stops is answered to no
+   one but still writes its line, so up to one extra line per connection and
+   wrk run is normal (reported as ``unanswered``).
+
+Rounds interleave the frameworks (each round starts one further along the
+list) and every figure is the median over rounds with its min-max: other
+work on a shared machine shows up as spread, not as a wrong ranking.
+Everything is bounded: wrk runs for a fixed time, every wait has a deadline.
+
+Then ``bench/micro.py`` runs the in-process micro-benchmarks,
+``bench/profile_trioapi.py`` profiles trioapi's in-process paths
+(``bench/results/profile.md``), ``bench/profile_server.py`` profiles whole
+servers under wrk (``profile_server.md``), and ``bench/chart.py`` draws
+``bench/results/requests.png`` and ``latency.png``. Results go to
+``bench/results/latest.json`` and ``latest.md``.
+
+    python bench/run.py                 # everything (about 8 minutes)
+    python bench/run.py --e2e-only      # servers and wrk only
+    python bench/run.py --micro-only    # in-process only (no wrk needed)
+    python bench/run.py --rounds 3 --duration 3 --frameworks trioapi,raw
+    python bench/run.py --e2e-only --frameworks raw,trioapi,trioapi-async,trioapi-notask
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+APPS = BENCH / "apps"
+RESULTS = BENCH / "results"
+WRK_SCRIPT = BENCH / "wrk" / "bench.lua"
+
+# Display name -> app file. raw ASGI first: every ratio is taken against it.
+FRAMEWORKS: dict[str, str] = {
+    "raw ASGI": "app_raw.py",
+    "trioapi": "app_trioapi.py",
+    "FastAPI": "app_fastapi.py",
+    "Starlette": "app_starlette.py",
+    "Quart-Trio": "app_quart_trio.py",
+}
+# Diagnostics, only when named in --frameworks: they split trioapi's POST cost
+# into route, runtime and worker-thread hop.
+VARIANTS: dict[str, str] = {
+    "trioapi (async task)": "app_trioapi_async.py",
+    "trioapi (no task)": "app_trioapi_notask.py",
+}
+NO_LOG = {"trioapi (no task)"}
+APP_FILES = FRAMEWORKS | VARIANTS
+ALIASES = {
+    "raw": "raw ASGI",
+    "quart": "Quart-Trio",
+    "quart-trio": "Quart-Trio",
+    "trioapi-async": "trioapi (async task)",
+    "trioapi-notask": "trioapi (no task)",
+}
+EMAIL = "bench@example.com"
+ROUTES: dict[str, tuple[str, str]] = {
+    "GET": ("GET", "/"),
+    "POST": ("POST", f"/send-notification/{EMAIL}"),
+}
+PACKAGES = ("trioapi", "hypercorn", "trio", "h11", "fastapi", "starlette", "pydantic")
+PACKAGES += ("anyio", "quart", "quart-trio", "matplotlib")
+
+START_TIMEOUT = 30.0  # seconds for a server to answer its first request
+STOP_TIMEOUT = 60.0  # seconds for a graceful stop (trioapi drains for up to 25 s)
+DASH = "\u2013"
+TIMES = "\u00d7"
+GE = "\u2265"
+LE = "\u2264"
+
+
+# --- small helpers ------------------------------------------------------------------
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+        "values": [round(v, 1) for v in values],
+    }
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_plan() -> tuple[list[str], list[str], str]:
+    """``taskset`` prefixes for the server and for wrk, and a description."""
+    taskset = shutil.which("taskset")
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if taskset is None or len(cpus) < 2:
+        return [], [], "not pinned (needs taskset and at least 2 CPUs)"
+    server, client = cpus[0], cpus[1]
+    return (
+        [taskset, "-c", str(server)],
+        [taskset, "-c", str(client)],
+        f"server on CPU {server}, wrk on CPU {client} (taskset)",
+    )
+
+
+def versions() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def wrk_version(wrk: str) -> str:
+    done = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10, check=False)
+    first = (done.stdout or done.stderr).strip().splitlines()
+    return first[0].split(" Copyright")[0] if first else "unknown"
+
+
+def git_commit() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip()
+
+
+def code_state() -> dict[str, Any]:
+    """Which trioapi was measured: the commit may not say (uncommitted edits)."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "trioapi").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    state: dict[str, Any] = {"trioapi_sha256": digest.hexdigest()[:12]}
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "trioapi"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return state
+    changed = [line[3:] for line in done.stdout.splitlines()]
+    state["trioapi_uncommitted"] = changed
+    return state
+
+
+def load_average() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+# --- one server session ------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """One hypercorn process serving one app, and what it did."""
+
+    framework: str
+    round: int
+    port: int
+    log: Path
+    stderr_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    wrk_runs: list[dict[str, Any]] = field(default_factory=list)
+    post_ok: int = 0
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_server(session: Session, pin: list[str]) -> None:
+    app = APPS / APP_FILES[session.framework]
+    command = [
+        *pin,
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--worker-class",
+        "trio",
+        "--workers",
+        "1",
+        "--bind",
+        f"127.0.0.1:{session.port}",
+        f"{app}:app",
+    ]
+    env = dict(os.environ, BENCH_LOG=str(session.log), PYTHONUNBUFFERED="1")
+    with session.stderr_path.open("wb") as stderr:
+        # A session of its own: if a graceful stop ever hangs, the forked
+        # worker can be killed together with the parent we started.
+        session.process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def http_get_ok(port: int) -> bool:
+    """One ``GET /`` over a fresh connection; True on a 200."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            head = sock.recv(64)
+    except OSError:
+        return False
+    return head.startswith(b"HTTP/1.1 200")
+
+
+def wait_ready(session: Session) -> None:
+    assert session.process is not None
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if session.process.poll() is not None:
+            msg = f"{session.framework} exited with {session.process.returncode} at startup"
+            raise RuntimeError(f"{msg}:\n{session.stderr_path.read_text(errors='replace')}")
+        if http_get_ok(session.port):
+            return
+        time.sleep(0.1)
+    msg = f"{session.framework} did not answer GET / within {START_TIMEOUT:g} s"
+    raise RuntimeError(msg)
+
+
+def stop_server(session: Session) -> dict[str, Any]:
+    """SIGTERM (hypercorn's graceful stop), bounded; returns how it went."""
+    process = session.process
+    assert process is not None
+    started = time.monotonic()
+    outcome: dict[str, Any] = {"signal": "SIGTERM"}
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            # Only our own session: the hypercorn parent and its worker.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+            outcome["signal"] = "SIGKILL after timeout"
+    outcome["stop_seconds"] = round(time.monotonic() - started, 3)
+    outcome["exit_code"] = process.returncode
+    return outcome
+
+
+def run_wrk(
+    wrk: str,
+    pin: list[str],
+    session: Session,
+    route: str,
+    duration: int,
+    connections: int,
+) -> dict[str, Any]:
+    method, path = ROUTES[route]
+    command = [
+        *pin,
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(WRK_SCRIPT),
+        session.base_url + path,
+        "--",
+        method,
+    ]
+    cpu_before = server_cpu_seconds(session)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=duration + 30, check=False
+    )
+    cpu_after = server_cpu_seconds(session)
+    match = re.search(r"^BENCH_RESULT (\{.*\})$", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or match is None:
+        msg = f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        raise RuntimeError(msg)
+    result: dict[str, Any] = json.loads(match.group(1))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    if cpu_before is not None and cpu_after is not None and result["requests"]:
+        result["server_cpu_us_per_request"] = (cpu_after - cpu_before) / result["requests"] * 1e6
+        result["server_cpu_share"] = (cpu_after - cpu_before) / (result["duration_us"] / 1e6)
+    if method == "POST":
+        session.post_ok += result["ok"]
+    return result
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    found = [int(child) for child in text.split()]
+    return found + [grandchild for child in found for grandchild in _children(child)]
+
+
+def server_cpu_seconds(session: Session) -> float | None:
+    """CPU time (user + system) used so far by the server and its worker (Linux /proc)."""
+    assert session.process is not None
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for pid in [session.process.pid, *_children(session.process.pid)]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def count_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as log:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: log.read(1 << 16), b""))
+
+
+def server_errors(path: Path) -> list[str]:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return [line for line in text.splitlines() if "[ERROR]" in line or "Traceback" in line]
+
+
+def one_session(
+    framework: str,
+    round_number: int,
+    scratch: Path,
+    args: argparse.Namespace,
+    wrk: str,
+    pins: tuple[list[str], list[str]],
+) -> dict[str, Any]:
+    slug = APP_FILES[framework].removesuffix(".py")
+    session = Session(
+        framework=framework,
+        round=round_number,
+        port=free_port(),
+        log=scratch / f"{slug}-{round_number}.log",
+        stderr_path=scratch / f"{slug}-{round_number}.server.txt",
+    )
+    server_pin, client_pin = pins
+    measured: dict[str, dict[str, Any]] = {}
+    start_server(session, server_pin)
+    try:
+        wait_ready(session)
+        for route in ROUTES:
+            run_wrk(wrk, client_pin, session, route, args.warmup, args.connections)
+            measured[route] = run_wrk(
+                wrk, client_pin, session, route, args.duration, args.connections
+            )
+    finally:
+        stopped = stop_server(session)
+    lines = count_lines(session.log)
+    errors = server_errors(session.stderr_path)
+    counted = framework not in NO_LOG
+    return {
+        "framework": framework,
+        "round": round_number,
+        "wrk": measured,
+        "post_2xx_total": session.post_ok,
+        "log_lines": lines,
+        "lost_tasks": max(0, session.post_ok - lines) if counted else None,
+        "unanswered": max(0, lines - session.post_ok) if counted else None,
+        "server_error_lines": errors[:20],
+        **stopped,
+    }
+
+
+def run_e2e(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
+    server_pin, client_pin, pinning = cpu_plan()
+    names = list(args.frameworks)
+    sessions: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="trioapi-bench-") as scratch:
+        for round_number in range(args.rounds):
+            shift = round_number % len(names)
+            for framework in names[shift:] + names[:shift]:
+                try:
+                    session = one_session(
+                        framework, round_number, Path(scratch), args, wrk, (server_pin, client_pin)
+                    )
+                except (RuntimeError, subprocess.SubprocessError) as error:
+                    # One broken app must not cost the other frameworks' numbers.
+                    failures.append(
+                        {"framework": framework, "round": round_number, "error": str(error)}
+                    )
+                    print(f"  round {round_number + 1}/{args.rounds} {framework}: FAILED: {error}")
+                    continue
+                sessions.append(session)
+                get, post = session["wrk"]["GET"], session["wrk"]["POST"]
+                lost = session["lost_tasks"]
+                print(
+                    f"  round {round_number + 1}/{args.rounds} {framework:<20} "
+                    f"GET {get['rps']:7.0f} req/s  POST {post['rps']:7.0f} req/s  "
+                    f"lost {'n/a' if lost is None else lost}  "
+                    f"stop {session['stop_seconds']:.2f} s",
+                    flush=True,
+                )
+    summary: dict[str, Any] = {}
+    for framework in names:
+        mine = [s for s in sessions if s["framework"] == framework]
+        if not mine:
+            continue
+        entry: dict[str, Any] = {}
+        for route in ROUTES:
+            runs = [s["wrk"][route] for s in mine]
+            entry[route] = summarize([r["rps"] for r in runs])
+            entry[route]["p99_ms"] = statistics.median(r["latency_us"]["p99"] for r in runs) / 1e3
+            entry[route]["non_2xx"] = sum(r["other"] for r in runs)
+            cpu = [r["server_cpu_us_per_request"] for r in runs if "server_cpu_us_per_request" in r]
+            share = [r["server_cpu_share"] for r in runs if "server_cpu_share" in r]
+            entry[route]["server_cpu_us"] = statistics.median(cpu) if cpu else None
+            entry[route]["server_cpu_share"] = statistics.median(share) if share else None
+            entry[route]["socket_errors"] = sum(sum(r["errors"].values()) for r in runs)
+        counted = framework not in NO_LOG
+        entry["lost_tasks"] = sum(s["lost_tasks"] for s in mine) if counted else None
+        entry["post_2xx"] = sum(s["post_2xx_total"] for s in mine)
+        entry["log_lines"] = sum(s["log_lines"] for s in mine)
+        entry["unanswered"] = sum(s["unanswered"] for s in mine) if counted else None
+        entry["stop_seconds"] = statistics.median(s["stop_seconds"] for s in mine)
+        entry["server_error_lines"] = sum(len(s["server_error_lines"]) for s in mine)
+        summary[framework] = entry
+    return {
+        "config": {
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "connections": args.connections,
+            "wrk_threads": 1,
+            "server": "hypercorn --worker-class trio --workers 1 (no access log)",
+            "pinning": pinning,
+            "wall_seconds": round(time.monotonic() - started, 1),
+        },
+        "summary": summary,
+        "sessions": sessions,
+        "failures": failures,
+    }
+
+
+# --- reporting --------------------------------------------------------------------------
+
+
+def _ratio(value: float, reference: float | None) -> str:
+    return f"{value / reference:.2f}{TIMES}" if reference else "n/a"
+
+
+def e2e_markdown(e2e: dict[str, Any]) -> str:
+    summary = e2e["summary"]
+    config = e2e["config"]
+    raw = summary.get("raw ASGI")
+    fastapi = summary.get("FastAPI")
+    lines = [
+        f"End-to-end req/s, median ({DASH.join(('min', 'max'))}) over {config['rounds']} "
+        f"interleaved round(s); wrk -t1 -c{config['connections']} -d{config['duration_s']:g}s; "
+        f"{config['pinning']}",
+        "",
+        f"| framework | GET req/s | {TIMES} raw | {TIMES} FastAPI | POST req/s | {TIMES} raw "
+        f"| {TIMES} FastAPI | POST p99 ms | lost tasks (2xx POSTs / log lines) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, entry in summary.items():
+        cells = [name]
+        for route in ROUTES:
+            stats = entry[route]
+            cells.append(f"{stats['median']:,.0f} ({stats['min']:,.0f}{DASH}{stats['max']:,.0f})")
+            cells.append(_ratio(stats["median"], raw[route]["median"] if raw else None))
+            cells.append(_ratio(stats["median"], fastapi[route]["median"] if fastapi else None))
+        cells.append(f"{entry['POST']['p99_ms']:.1f}")
+        if entry["lost_tasks"] is None:
+            cells.append("n/a (writes no line)")
+        else:
+            cells.append(f"{entry['lost_tasks']} ({entry['post_2xx']:,} / {entry['log_lines']:,})")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Server CPU per request (user + system time of the hypercorn worker during the wrk "
+        "run, divided by the requests; median over rounds) and how busy its core was",
+        "",
+        "| framework | GET µs/req | GET core busy | POST µs/req | POST core busy | stop s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, entry in summary.items():
+        cells = [name]
+        for route in ROUTES:
+            cpu, share = entry[route].get("server_cpu_us"), entry[route].get("server_cpu_share")
+            cells.append(f"{cpu:.0f}" if cpu is not None else "n/a")
+            cells.append(f"{share:.0%}" if share is not None else "n/a")
+        cells.append(f"{entry['stop_seconds']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    problems = [
+        f"{name}: {entry[route]['non_2xx']} non-2xx and {entry[route]['socket_errors']} "
+        f"socket errors on {route}"
+        for name, entry in summary.items()
+        for route in ROUTES
+        if entry[route]["non_2xx"] or entry[route]["socket_errors"]
+    ]
+    problems += [
+        f"{name}: {entry['server_error_lines']} error lines in the server log"
+        for name, entry in summary.items()
+        if entry["server_error_lines"]
+    ]
+    problems += [
+        f"{failure['framework']} failed in round {failure['round'] + 1}: "
+        f"{failure['error'].splitlines()[0]}"
+        for failure in e2e.get("failures", [])
+    ]
+    if problems:
+        lines += ["", "Problems seen: " + "; ".join(problems)]
+    return "\n".join(lines)
+
+
+def targets_markdown(results: dict[str, Any]) -> str:
+    """The issue's targets, each with the measured value and met / missed."""
+    rows: list[tuple[str, str, bool]] = []
+    summary = results.get("e2e", {}).get("summary", {})
+    if {"raw ASGI", "trioapi"} <= summary.keys():
+        raw, ours = summary["raw ASGI"], summary["trioapi"]
+        get = ours["GET"]["median"] / raw["GET"]["median"]
+        post = ours["POST"]["median"] / raw["POST"]["median"]
+        rows.append((f"end-to-end GET {TIMES} raw ASGI {GE} 0.95", f"{get:.2f}", get >= 0.95))
+        rows.append((f"end-to-end POST {TIMES} raw ASGI {GE} 0.90", f"{post:.2f}", post >= 0.90))
+        if "FastAPI" in summary:
+            vs = ours["POST"]["median"] / summary["FastAPI"]["POST"]["median"]
+            rows.append((f"end-to-end POST {TIMES} FastAPI {GE} 1.5", f"{vs:.2f}", vs >= 1.5))
+        rows.append(("lost tasks = 0", str(ours["lost_tasks"]), ours["lost_tasks"] == 0))
+    micro = results.get("micro")
+    if micro:
+        routes = micro["requests"]["routes"]
+        get_us = routes["GET"]["trioapi"]["median"]
+        post_us = routes["POST"]["trioapi"]["median"]
+        runtime = micro["runtime"]
+        ratio = runtime["throughput"]["async_cost_ratio"]
+        memory = runtime["memory"]["waiting (1,000 running, rest pending)"]
+        drain = runtime["drain"]["drain_seconds"]["async"]["median"]
+        tasks = runtime["drain"]["tasks"]
+        rows += [
+            (f"in-process GET {LE} 8 µs", f"{get_us:.1f} µs", get_us <= 8),
+            (
+                f"in-process POST, sync task completed {LE} 40 µs",
+                f"{post_us:.1f} µs",
+                post_us <= 40,
+            ),
+            (
+                f"cost per async task {LE} 1.5 {TIMES} raw start_soon",
+                f"{ratio:.2f}{TIMES}",
+                ratio <= 1.5,
+            ),
+            (f"memory per pending task {LE} 3 KiB", f"{memory / 1024:.2f} KiB", memory <= 3072),
+            (f"{tasks:,} quick tasks drained < 1 s", f"{drain:.3f} s", drain < 1),
+        ]
+    lines = ["| target | measured | |", "|---|---:|---|"]
+    lines += [f"| {name} | {value} | {'met' if ok else 'missed'} |" for name, value, ok in rows]
+    return "\n".join(lines)
+
+
+def write_report(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    uncommitted = meta.get("trioapi_uncommitted")
+    tree = f" + uncommitted changes to {', '.join(uncommitted)}" if uncommitted else ""
+    parts = [
+        f"Run {meta['date']} on commit {meta['commit']}{tree} (trioapi/*.py sha256 "
+        f"{meta.get('trioapi_sha256')}): Python {meta['python']}, "
+        f"{meta['cpus']} CPUs, load average {meta['load_before']} before / "
+        f"{meta.get('load_after')} after; {meta.get('wrk', 'wrk not used')}",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+    ]
+    for section in ("e2e", "micro"):
+        if section in results and results[section].get("date") != meta["date"]:
+            parts += [
+                "",
+                f"({section} results kept from the run of {results[section].get('date')})",
+            ]
+    if "e2e" in results:
+        parts += ["", e2e_markdown(results["e2e"])]
+    if "micro" in results:
+        sys.path.insert(0, str(BENCH))
+        import micro  # the same module run.py started as a subprocess
+
+        parts += ["", micro.markdown(results["micro"])]
+    parts += ["", "Targets from the issue", "", targets_markdown(results)]
+    return "\n".join(parts) + "\n"
+
+
+# --- entry point ------------------------------------------------------------------------
+
+
+SERVER_PROFILES = (
+    ("raw ASGI", "GET"),
+    ("trioapi", "GET"),
+    ("raw ASGI", "POST"),
+    ("trioapi", "POST"),
+)
+
+
+def run_profiles(args: argparse.Namespace, folder: Path, wrk: str | None) -> list[Path]:
+    """cProfile reports: trioapi in-process (profile.md), whole servers (profile_server.md)."""
+    server_pin, _, _ = cpu_plan()
+    written = [folder / "profile.md"]
+    count = "1000" if args.quick else "5000"
+    command = [*server_pin, sys.executable, str(BENCH / "profile_trioapi.py")]
+    command += ["--requests", count, "--out", str(written[0])]
+    subprocess.run(command, check=True, timeout=600, stdout=subprocess.DEVNULL)
+    if wrk is None:
+        return written
+    parts = []
+    with tempfile.TemporaryDirectory(prefix="trioapi-profile-") as scratch:
+        for framework, route in SERVER_PROFILES:
+            part = Path(scratch) / f"{len(parts)}.md"
+            command = [sys.executable, str(BENCH / "profile_server.py"), "--framework", framework]
+            command += ["--route", route, "--seconds", "2" if args.quick else "5"]
+            command += ["--out", str(part)]
+            subprocess.run(command, check=True, timeout=300, stdout=subprocess.DEVNULL)
+            parts.append(part.read_text())
+    written.append(folder / "profile_server.md")
+    written[1].write_text("\n".join(parts))
+    return written
+
+
+def run_micro(args: argparse.Namespace) -> dict[str, Any]:
+    server_pin, _, _ = cpu_plan()
+    with tempfile.TemporaryDirectory(prefix="trioapi-micro-json-") as scratch:
+        out = Path(scratch) / "micro.json"
+        command = [*server_pin, sys.executable, str(BENCH / "micro.py"), "--json", str(out)]
+        command += ["--reps", str(args.micro_reps)]
+        if args.quick:
+            command.append("--quick")
+        subprocess.run(command, check=True, timeout=900, stdout=subprocess.DEVNULL)
+        return json.loads(out.read_text())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--e2e-only", action="store_true", help="skip the in-process benchmarks")
+    only.add_argument("--micro-only", action="store_true", help="skip servers and wrk")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (5)")
+    parser.add_argument("--duration", type=int, default=5, help="whole seconds per wrk run (5)")
+    parser.add_argument("--warmup", type=int, default=1, help="whole seconds of warm-up (1)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument("--micro-reps", type=int, default=9, help="micro repetitions (9)")
+    parser.add_argument("--quick", action="store_true", help="tiny run: a smoke test")
+    parser.add_argument(
+        "--frameworks",
+        default=",".join(FRAMEWORKS),
+        help="comma-separated, from: "
+        + ", ".join(FRAMEWORKS)
+        + " (default: all of these), and the diagnostics trioapi-async, trioapi-notask",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (bench/results)")
+    parser.add_argument("--no-chart", action="store_true", help="do not draw the PNGs")
+    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile reports")
+    args = parser.parse_args(argv)
+    names = []
+    for raw in args.frameworks.split(","):
+        name = ALIASES.get(raw.strip().lower(), raw.strip())
+        match = [known for known in APP_FILES if known.lower() == name.lower()]
+        if not match:
+            parser.error(f"unknown framework {raw!r}; choose from {', '.join(APP_FILES)}")
+        names.append(match[0])
+    args.frameworks = names
+    if args.quick:
+        args.rounds, args.duration, args.warmup, args.micro_reps = 1, 2, 1, 3
+    if args.rounds < 1 or args.duration < 1 or args.warmup < 1:
+        parser.error(
+            "--rounds, --duration and --warmup must be at least 1 (wrk counts whole seconds)"
+        )
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wrk = shutil.which("wrk")
+    if not args.micro_only and wrk is None:
+        print(
+            "wrk is not installed. Get it from your system's packages, e.g. "
+            "`apt-get install wrk` (Debian/Ubuntu) or `brew install wrk` (macOS), "
+            "or run only the in-process benchmarks with --micro-only.",
+            file=sys.stderr,
+        )
+        return 2
+    out: Path = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    latest = out / "latest.json"
+    results: dict[str, Any] = {}
+    if latest.exists():
+        # A partial run (--e2e-only / --micro-only) keeps the other half.
+        with contextlib.suppress(ValueError):
+            results = json.loads(latest.read_text())
+    results["meta"] = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git_commit(),
+        **code_state(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_before": load_average(),
+        "versions": versions(),
+    }
+    if wrk is not None:
+        results["meta"]["wrk"] = wrk_version(wrk)
+    if not args.micro_only:
+        assert wrk is not None
+        print(f"end-to-end: {len(args.frameworks)} frameworks x {args.rounds} rounds", flush=True)
+        results["e2e"] = run_e2e(args, wrk)
+        results["e2e"]["date"] = results["meta"]["date"]
+    if not args.e2e_only:
+        print("in-process micro-benchmarks (bench/micro.py)", flush=True)
+        results["micro"] = run_micro(args)
+        results["micro"]["date"] = results["meta"]["date"]
+        if not args.no_profile:
+            print("profiles (bench/profile_trioapi.py, bench/profile_server.py)", flush=True)
+            run_profiles(args, out, wrk)
+    results["meta"]["load_after"] = load_average()
+    latest.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    report = write_report(results)
+    (out / "latest.md").write_text(report)
+    print()
+    print(report)
+    if not args.no_chart:
+        sys.path.insert(0, str(BENCH))
+        import chart
+
+        for path in chart.render(results, out):
+            print(f"chart: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+-- wrk script for bench/run.py: optional method argument, status counting, one JSON line.
+--
+--   wrk -t1 -c32 -d5s -s bench/wrk/bench.lua http://127.0.0.1:PORT/path -- POST
+--
+-- Each wrk thread counts 2xx and other statuses in its own Lua state; done()
+-- adds them up through the thread handles kept by setup() and prints one
+-- line starting with BENCH_RESULT that run.py parses. A 2xx POST that never
+-- shows up in the server's log is a lost background task.
+
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  ok = 0
+  other = 0
+  if args[1] ~= nil then
+    wrk.method = args[1]
+  end
+end
+
+function response(status, headers, body)
+  if status >= 200 and status < 300 then
+    ok = ok + 1
+  else
+    other = other + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local total_ok, total_other = 0, 0
+  for _, thread in ipairs(threads) do
+    total_ok = total_ok + thread:get("ok")
+    total_other = total_other + thread:get("other")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"requests": %d, "duration_us": %d, "ok": %d, "other": %d, '
+      .. '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, '
+      .. '"latency_us": {"mean": %.1f, "p50": %d, "p90": %d, "p99": %d, "max": %d}}\n',
+    summary.requests, summary.duration, total_ok, total_other,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max
+  ))
+end
