@@ -539,3 +539,28 @@ async def test_tasks_keep_running_across_many_requests_until_one_drain(
 
     assert sorted(done) == list(range(50))
     assert (report.completed, report.total, report.deadline_hit) == (50, 50, False)
+
+
+async def test_cancelled_task_names_are_kept_up_to_a_bound_and_counted_beyond_it(
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("trioapi._background.REPORT_NAMES", 100)
+    app = TrioAPI(drain_timeout=1)
+
+    async def forever() -> None:
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.background.run)
+        for number in range(150):
+            app.background.options(name=f"t{number}").add_task(forever)
+        with caplog.at_level(logging.WARNING, logger="trioapi.background"):
+            report = await app.background.drain()
+    assert report.cancelled == 150  # every task counted
+    assert len(report.cancelled_tasks) == 100  # names kept up to the bound
+    assert set(report.cancelled_tasks) <= {f"t{number}" for number in range(150)}
+    named = ", ".join(report.cancelled_tasks)
+    assert str(report).endswith(f"; cancelled: {named} and 50 more")
+    assert caplog.records[-1].getMessage() == str(report)

@@ -84,6 +84,12 @@ T = TypeVar("T")
 # next checkpoint, so this only matters for tasks that shield themselves.
 UNWIND_GRACE = 1.0
 
+# How many cancelled (and abandoned) task names a runtime keeps for its drain
+# report, which logs them all: operators need to know what was cut off. The
+# bound only protects a long-lived app that cancels tasks all day; the counts
+# are always complete.
+REPORT_NAMES = 10_000
+
 
 class TaskState(enum.Enum):
     """Where a background task is in its life."""
@@ -360,7 +366,8 @@ class DrainReport:
     Attributes:
         completed, failed, cancelled, abandoned, skipped: Tasks per final state.
         cancelled_tasks, abandoned_tasks: Names of the tasks cut off by the
-            drain or cancelled otherwise, in the order they ended.
+            drain or cancelled otherwise, in the order they ended (up to
+            ``REPORT_NAMES``, 10,000; the counts are always complete).
         deadline_hit: The drain ran into ``drain_timeout``.
         started_at, finished_at: trio clock times of the drain.
     """
@@ -391,10 +398,15 @@ class DrainReport:
             f"{self.skipped} skipped"
         )
         if self.cancelled_tasks:
-            text += f"; cancelled: {', '.join(self.cancelled_tasks)}"
+            text += f"; cancelled: {_names(self.cancelled_tasks, self.cancelled)}"
         if self.abandoned_tasks:
-            text += f"; abandoned: {', '.join(self.abandoned_tasks)}"
+            text += f"; abandoned: {_names(self.abandoned_tasks, self.abandoned)}"
         return text
+
+
+def _names(names: tuple[str, ...], count: int) -> str:
+    shown = ", ".join(names)
+    return shown if count <= len(names) else f"{shown} and {count - len(names)} more"
 
 
 ErrorHook = Callable[["TaskHandle[Any]", BaseException], Any]
@@ -812,6 +824,13 @@ class BackgroundRuntime:
         abandoned = abandoned or handle._in_thread
         self._finish(handle, TaskState.ABANDONED if abandoned else TaskState.CANCELLED)
 
+    def _note_name(self, state: TaskState, name: str) -> None:
+        # The report names the tasks that were cut off, up to a bound: a drain
+        # that cancels 10,000 tasks should not keep (or log) 10,000 names.
+        names = self._ended_names[state]
+        if len(names) < REPORT_NAMES:
+            names.append(name)
+
     async def _fail(self, handle: TaskHandle[Any], error: BaseException) -> None:
         # Logged and reported to the hooks before the task counts as finished:
         # a drain waits for an async hook (an error tracker's round trip)
@@ -859,10 +878,10 @@ class BackgroundRuntime:
             self.failed += 1
         elif state is TaskState.CANCELLED:
             self.cancelled += 1
-            self._ended_names[state].append(handle.name)
+            self._note_name(state, handle.name)
         elif state is TaskState.ABANDONED:
             self.abandoned += 1
-            self._ended_names[state].append(handle.name)
+            self._note_name(state, handle.name)
             logger.warning(
                 "background task %r (%s) was abandoned: %s; %s",
                 handle.name,
