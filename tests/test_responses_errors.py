@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from trioapi import (
+    APIRouter,
     Body,
     HTMLResponse,
     HTTPException,
@@ -800,3 +801,70 @@ async def test_body_over_the_limit_without_content_length_is_a_413_while_streami
 def test_negative_max_body_size_is_refused() -> None:
     with pytest.raises(ValueError, match="max_body_size"):
         TrioAPI(max_body_size=-1)
+
+
+# --- response_model and FastAPI's documentation keywords ---------------------------
+
+
+@attrs.define
+class PublicUser:
+    name: str
+    age: int = 0
+
+
+async def test_response_model_shapes_a_returned_dict_and_drops_extra_keys() -> None:
+    app = TrioAPI()
+
+    @app.get("/users/{name}", response_model=PublicUser)
+    async def user(name: str) -> dict[str, Any]:
+        return {"name": name, "age": 41, "password_hash": "secret"}
+
+    @app.get("/me", response_model=PublicUser)
+    async def me() -> PublicUser:
+        return PublicUser("ann", 3)
+
+    async with TestClient(app) as client:
+        assert (await client.get("/users/bob")).json() == {"name": "bob", "age": 41}
+        assert (await client.get("/me")).json() == {"name": "ann", "age": 3}
+
+
+async def test_a_return_value_that_does_not_fit_the_response_model_is_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = TrioAPI()
+
+    @app.get("/broken", response_model=PublicUser)
+    async def broken() -> dict[str, Any]:
+        return {"age": "not a number"}
+
+    async with TestClient(app) as client:
+        response = await client.get("/broken")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal Server Error"}
+    assert "unhandled error in GET /broken" in caplog.text
+
+
+async def test_fastapi_documentation_keywords_are_accepted_and_kept() -> None:
+    router = APIRouter(prefix="/v1")
+
+    @router.get(
+        "/items",
+        responses={404: {"description": "Not found"}},
+        deprecated=True,
+        operation_id="list_items",
+        response_description="The items",
+        summary="List items",
+        response_model=None,
+    )
+    async def items() -> list[int]:
+        return [1, 2]
+
+    app = TrioAPI()
+    app.include_router(router)
+    route = next(r for r in app.routes if r.path == "/v1/items")
+    assert route.deprecated is True
+    assert route.operation_id == "list_items"
+    assert route.responses == {404: {"description": "Not found"}}
+    assert (route.summary, route.response_description) == ("List items", "The items")
+    async with TestClient(app) as client:
+        assert (await client.get("/v1/items")).json() == [1, 2]

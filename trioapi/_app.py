@@ -420,6 +420,8 @@ class TrioAPI(APIRouter):
     def _to_response(self, result: Any, route: APIRoute, ctx: RequestContext | None) -> Response:
         if isinstance(result, Response):
             return result
+        if route.shape_response is not None:
+            result = route.shape_response(result)
         sub = ctx.sub_response if ctx is not None else None
         status = route.status_code or 200
         if sub is not None and sub.status_code:

@@ -17,7 +17,7 @@ routes unless a route declares ``HEAD`` itself.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import attrs
@@ -116,9 +116,15 @@ class APIRoute:
     description: str | None = None
     include_in_schema: bool = True
     max_body_size: int | None = None
+    response_model: Any = None
+    responses: Mapping[int | str, Any] | None = None
+    deprecated: bool = False
+    operation_id: str | None = None
+    response_description: str = "Successful Response"
     template: PathTemplate = attrs.field(init=False)
     dependant: Dependant | None = attrs.field(default=None, init=False)
     extra: tuple[Any, ...] = attrs.field(default=(), init=False)
+    shape_response: Callable[[Any], Any] | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.template = parse_template(self.path)
@@ -138,6 +144,31 @@ class APIRoute:
                 raise RouteDefinitionError(msg)
             extra.append(SubDependency(None, analyse(marker.dependency, names), marker.use_cache))
         self.extra = tuple(extra)
+        self.shape_response = _response_shaper(self.path, self.response_model)
+
+
+def _response_shaper(path: str, model: Any) -> Callable[[Any], Any] | None:
+    """For ``response_model=``: the function that makes a return value that model.
+
+    A value that is already an instance passes as it is; anything else (a
+    dict, say) is structured into the model with cattrs, so extra keys are
+    dropped and a value that does not fit is the server's error (500), as in
+    FastAPI. ``None`` and non-class annotations leave the value untouched.
+    """
+    if model is None or not isinstance(model, type) or not attrs.has(model):
+        return None
+    from ._convert import body_structurer
+
+    try:
+        structure = body_structurer(model)
+    except Exception as error:
+        msg = f"route {path!r}: cannot use response_model={model!r}: {error}"
+        raise RouteDefinitionError(msg) from error
+
+    def shape(value: Any) -> Any:
+        return value if isinstance(value, model) else structure(value)
+
+    return shape
 
 
 @attrs.frozen
@@ -312,8 +343,19 @@ class APIRouter:
         description: str | None = None,
         include_in_schema: bool = True,
         max_body_size: int | None = None,
+        response_model: Any = None,
+        responses: Mapping[int | str, Any] | None = None,
+        deprecated: bool = False,
+        operation_id: str | None = None,
+        response_description: str = "Successful Response",
     ) -> APIRoute:
-        """Registers ``endpoint`` for ``methods`` on ``path`` (prefix added)."""
+        """Registers ``endpoint`` for ``methods`` on ``path`` (prefix added).
+
+        ``response_model`` (an attrs class) shapes what the endpoint returns;
+        ``responses``, ``deprecated``, ``operation_id``, ``summary``,
+        ``description`` and ``response_description`` describe the route, as
+        FastAPI code passes them, and are kept on the route.
+        """
         upper = frozenset(method.upper() for method in methods)
         if not upper:
             msg = f"route {path!r} needs at least one method"
@@ -331,6 +373,11 @@ class APIRouter:
             description=description,
             include_in_schema=include_in_schema,
             max_body_size=max_body_size,
+            response_model=response_model,
+            responses=responses,
+            deprecated=deprecated,
+            operation_id=operation_id,
+            response_description=response_description,
         )
         self._register(route)
         return route
@@ -400,4 +447,9 @@ class APIRouter:
                 description=route.description,
                 include_in_schema=route.include_in_schema,
                 max_body_size=route.max_body_size,
+                response_model=route.response_model,
+                responses=route.responses,
+                deprecated=route.deprecated,
+                operation_id=route.operation_id,
+                response_description=route.response_description,
             )
