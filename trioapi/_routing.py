@@ -265,36 +265,39 @@ class RouteTable:
             allowed |= _methods_with_head(static)
         if segments is None:
             segments = path[1:].split("/")
-        captured: list[str] = []
-        for routes, values in self._walk(self._root, segments, 0, captured):
+        # Depth first with an explicit stack: at each level the literal child,
+        # then {param}, then a {name:path} catch-all, pushed in reverse order.
+        last = len(segments)
+        stack: list[tuple[_Node, int, tuple[str, ...], bool]] = [(self._root, 0, (), False)]
+        while stack:
+            node, index, captured, catch_all = stack.pop()
+            if catch_all:
+                rest = "/".join(segments[index:])
+                if not rest:
+                    continue  # "{name:path}" needs at least one character
+                routes = node.catch_all
+                captured = (*captured, rest)
+            elif index == last:
+                routes = node.routes
+                if not routes:
+                    continue
+            else:
+                segment = segments[index]
+                if node.catch_all:
+                    stack.append((node, index, captured, True))
+                if node.param is not None and segment:
+                    stack.append((node.param, index + 1, (*captured, segment), False))
+                child = node.static.get(segment)
+                if child is not None:
+                    stack.append((child, index + 1, captured, False))
+                continue
             route = _pick(routes, method)
             if route is not None:
-                return Found(route, dict(zip(route.template.param_names, values, strict=True)))
+                return Found(route, dict(zip(route.template.param_names, captured, strict=True)))
             allowed |= _methods_with_head(routes)
         if allowed:
             return MethodNotAllowed(tuple(sorted(allowed)))
         return NOT_FOUND
-
-    def _walk(
-        self, node: _Node, segments: list[str], index: int, captured: list[str]
-    ) -> Iterable[tuple[dict[str, APIRoute], list[str]]]:
-        # Depth first: literal child, then {param}, then {name:path}.
-        if index == len(segments):
-            if node.routes:
-                yield node.routes, list(captured)
-        else:
-            segment = segments[index]
-            child = node.static.get(segment)
-            if child is not None:
-                yield from self._walk(child, segments, index + 1, captured)
-            if node.param is not None and segment:
-                captured.append(segment)
-                yield from self._walk(node.param, segments, index + 1, captured)
-                captured.pop()
-        if node.catch_all and index < len(segments):
-            rest = "/".join(segments[index:])
-            if rest:
-                yield node.catch_all, [*captured, rest]
 
     def has_path(self, path: str) -> bool:
         """True if some route matches ``path`` with any method (for slash redirects)."""
