@@ -242,6 +242,15 @@ class Response:
         """Tells the client to drop cookie ``key``."""
         self.set_cookie(key, max_age=0, expires=0, path=path, domain=domain)
 
+    async def _send_start(self, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status_code,
+                "headers": self._raw_headers,
+            }
+        )
+
     async def send_to(
         self,
         send: Send,
@@ -260,13 +269,7 @@ class Response:
             receive: The request's receive callable, for responses that watch
                 for the client leaving (``StreamingResponse``); unused here.
         """
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status_code,
-                "headers": self._raw_headers,
-            }
-        )
+        await self._send_start(send)
         await send_final(send, b"" if head else self.body, shield)
 
     def __repr__(self) -> str:
@@ -415,13 +418,7 @@ class StreamingResponse(Response):
                 (hypercorn silently drops writes to a closed connection, so an
                 endless stream would otherwise run on until shutdown).
         """
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status_code,
-                "headers": self._raw_headers,
-            }
-        )
+        await self._send_start(send)
         if not head:
             gone = False
             async with trio.open_nursery() as nursery:
