@@ -1,8 +1,9 @@
 """The application the end-to-end tests serve as a real subprocess (see test_e2e.py).
 
 ``POST /task?seconds=S&name=N`` adds an async background task, named N, that
-sleeps S seconds and then appends the line ``N`` to the file named by the
-``E2E_OUT`` environment variable. ``POST /sync-task`` does the same from a
+sleeps S seconds (``odd_pid_seconds=T``: T on a worker whose pid is odd) and
+then appends the line ``N`` to the file named by the ``E2E_OUT`` environment
+variable. ``POST /sync-task`` does the same from a
 sync function (run in a worker thread). Each task appends ``start N`` first,
 so a test can see that it is running; the answer names the worker process
 (``{"added": N, "pid": ...}``). ``GET /sleep?seconds=S`` appends ``request
@@ -55,8 +56,15 @@ async def slow_request(seconds: float) -> dict[str, bool]:
 
 @app.post("/task")
 async def add_task(
-    seconds: float, name: str, background_tasks: BackgroundTasks
+    seconds: float,
+    name: str,
+    background_tasks: BackgroundTasks,
+    odd_pid_seconds: float | None = None,
 ) -> dict[str, str | int]:
+    # odd_pid_seconds: another duration on workers whose pid is odd, so two
+    # workers' drains end at different times (see the --workers test).
+    if odd_pid_seconds is not None and os.getpid() % 2:
+        seconds = odd_pid_seconds
     background_tasks.options(name=name).add_task(sleep_then_append, seconds, name)
     return {"added": name, "pid": os.getpid()}
 

@@ -377,7 +377,9 @@ def test_a_second_signal_stops_at_once_and_says_what_it_dropped(
 def test_trioapi_cli_workers_sigterm_drains_every_worker(
     launch: Callable[..., ServerProcess],
 ) -> None:
-    drain, task_seconds = 5.0, 1.0
+    # One worker's tasks take 0.2 s, the other's 2.5 s: the first worker ends
+    # its drain long before the second, which must still be let finish.
+    drain, short, long = 5.0, 0.2, 2.5
     server = launch(
         *TRIOAPI,
         E2E_APP,
@@ -398,7 +400,7 @@ def test_trioapi_cli_workers_sigterm_drains_every_worker(
         for index in range(200):
             response = client.post(
                 "/task",
-                params={"seconds": task_seconds, "name": f"task-{index}"},
+                params={"seconds": short, "odd_pid_seconds": long, "name": f"task-{index}"},
                 headers={"Connection": "close"},
             )
             assert response.status_code == 200
@@ -410,8 +412,9 @@ def test_trioapi_cli_workers_sigterm_drains_every_worker(
 
     code, elapsed = server.signal_and_wait(signal.SIGTERM, drain + EXIT_MARGIN)
     assert code == 0
-    # Every task finished on its own: the drain never reached its deadline.
-    assert elapsed < drain
+    # Every task finished on its own: the drain never reached its deadline,
+    # and the slower worker was not stopped when the quicker one exited.
+    assert long <= elapsed < drain
     lines = server.task_lines
     for names in by_pid.values():
         for name in names:
@@ -426,6 +429,25 @@ def test_trioapi_cli_workers_sigterm_drains_every_worker(
     assert {int(pid): int(done) for pid, done in reports.items()} == {
         pid: len(names) for pid, names in by_pid.items()
     }, server.stderr
+
+
+def test_trioapi_cli_workers_second_signal_stops_every_worker_at_once(
+    launch: Callable[..., ServerProcess],
+) -> None:
+    server = launch(
+        *TRIOAPI, E2E_APP, "--bind", "127.0.0.1:0", "--workers", "2", "--drain-timeout", "60"
+    )
+    port = server.wait_ready(listeners=2)
+    add_tasks(port, ("/task", 30.0, "slow"))
+    server.process.send_signal(signal.SIGTERM)
+    wait_until(
+        lambda: "stopping 2 workers gracefully" in server.stderr, CLIENT_TIMEOUT, "the first signal"
+    )
+    code, elapsed = server.signal_and_wait(signal.SIGTERM, EXIT_MARGIN)
+    assert code == 1
+    assert elapsed < EXIT_MARGIN
+    assert "stopping the workers at once, without a drain" in server.stderr
+    assert "slow" not in server.task_lines
 
 
 # --- 5. 200 simultaneous connections: the backlog does not stall them --------------

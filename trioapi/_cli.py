@@ -2,9 +2,9 @@
 
 One worker (the default) runs in this process: SIGTERM or SIGINT start the
 graceful sequence, a second signal stops at once, and the exit code is 0
-after a clean drain. With ``--workers N`` hypercorn's supervisor starts N
-worker processes sharing the sockets; SIGTERM/SIGINT to the supervisor stop
-all of them gracefully (each drains its own tasks).
+after a clean drain. With ``--workers N`` a supervisor (``_workers.py``)
+starts N worker processes sharing the sockets; SIGTERM/SIGINT to it stop
+all of them gracefully, and it waits until every worker has drained.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 
-from ._app import BODY_TIMEOUT_ENV, DRAIN_TIMEOUT_ENV, TrioAPI
+from ._app import TrioAPI
 from ._serve import (
     DEFAULT_BACKLOG,
     DEFAULT_BODY_TIMEOUT,
@@ -183,15 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = trio.run(_serve_here, app, config)
         # A forced stop (second signal) dropped tasks without a drain.
         return 1 if server.forced else 0
-    # Several processes: hypercorn's supervisor re-imports the app in each
-    # worker, so the drain timeout travels through the environment.
-    from hypercorn.run import run
+    # Several processes: each worker imports the app anew and gets these.
+    from ._workers import run_workers
 
-    os.environ[DRAIN_TIMEOUT_ENV] = repr(app.background.drain_timeout)
-    os.environ[BODY_TIMEOUT_ENV] = repr(app.body_timeout or 0)
-    config.application_path = args.app
-    config.workers = args.workers
-    return run(config)
+    settings = {"drain_timeout": app.background.drain_timeout, "body_timeout": app.body_timeout}
+    return run_workers(args.app, config, args.workers, settings, _log_config(args.log_level))
 
 
 async def _serve_here(app: TrioAPI, config: Config) -> Server:
