@@ -33,6 +33,8 @@ from trioapi import (
 )
 from trioapi.testing import TestClient
 
+from ._asgi import http_scope
+
 LOGGER = "trioapi.background"
 
 Event = tuple[str, float]
@@ -55,20 +57,7 @@ async def call_asgi(
     The final body message takes ``final_send_seconds`` to be accepted, like a
     slow socket write; ``"response complete"`` is recorded once ``send`` returned.
     """
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = http_scope(path, method)
     done = trio.Event()
     received = False
     status: list[int] = []

@@ -17,6 +17,8 @@ import trio.testing
 from trioapi import APIRouter, Depends, Header, HTTPException, TrioAPI
 from trioapi.testing import TestClient
 
+from ._asgi import http_scope
+
 
 class Pagination:
     """A class dependency: its ``__init__`` parameters are query parameters."""
@@ -39,20 +41,7 @@ class PrefixChecker:
 
 async def call_asgi(app: TrioAPI, path: str, log: list[str]) -> None:
     """Calls the app directly, recording in ``log`` when the response is complete."""
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 1234),
-        "server": ("testserver", 80),
-    }
+    scope = http_scope(path)
     done = trio.Event()
 
     async def receive() -> MutableMapping[str, Any]:
