@@ -23,8 +23,6 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-import trio
-
 from ._background import UNWIND_GRACE, BackgroundRuntime, RuntimeState, TaskHandle
 from ._datastructures import State
 from ._exceptions import (
@@ -47,7 +45,14 @@ from ._requests import (
     Scope,
     Send,
 )
-from ._responses import JSONResponse, RedirectResponse, Response, StreamingResponse, _no_body
+from ._responses import (
+    TRANSPORT_GONE,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+    _no_body,
+)
 from ._routing import APIRoute, APIRouter, Found, MethodNotAllowed, RouteTable
 from ._solve import RequestContext, call, request_has_body, resolve, solve, teardown
 
@@ -367,7 +372,7 @@ class TrioAPI(APIRouter):
             await response.send_to(
                 send, head=scope["method"] == "HEAD", shield=shield, receive=receive
             )
-        except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError):
+        except TRANSPORT_GONE:
             logger.debug(
                 "the client left before the response to %s %s was complete",
                 scope["method"],

@@ -520,12 +520,6 @@ class BackgroundRuntime:
         self._token = trio.lowlevel.current_trio_token()
         self._pool = ThreadPool(self.max_threads, self._token)
 
-    def _pool_for_run(self) -> ThreadPool:
-        if self._pool is None or self._token is not trio.lowlevel.current_trio_token():
-            self._start_run()
-        assert self._pool is not None
-        return self._pool
-
     def _reset(self) -> None:
         self.state = RuntimeState.IDLE
         self.completed = self.failed = self.cancelled = self.abandoned = self.skipped = 0
@@ -768,7 +762,9 @@ class BackgroundRuntime:
             if handle._is_async:
                 result = await handle._func(*handle._args, **handle._kwargs)
             else:
-                result = await self._pool_for_run().run(
+                # run() and run_inline() bound the pool to this trio run.
+                assert self._pool is not None
+                result = await self._pool.run(
                     Job(handle._func, handle._args, handle._kwargs, handle.name),
                     functools.partial(_note_abort, handle),
                 )

@@ -278,7 +278,7 @@ class Response:
 
 _CONTENT_TYPES: dict[tuple[str, str], bytes] = {}
 
-_TRANSPORT_GONE = (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError)
+TRANSPORT_GONE = (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError)
 
 
 async def send_final(send: Send, body: bytes, shield: bool) -> None:
@@ -306,7 +306,7 @@ async def send_final(send: Send, body: bytes, shield: bool) -> None:
 async def _send_last(send: Send, message: dict[str, Any]) -> None:
     try:
         await send(message)
-    except _TRANSPORT_GONE as error:
+    except TRANSPORT_GONE as error:
         logger.debug("the client closed the connection as the response ended: %r", error)
 
 

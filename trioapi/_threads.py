@@ -100,11 +100,6 @@ class ThreadPool:
         self._idle = 0
         self._closed = False
 
-    @property
-    def threads(self) -> int:
-        """Worker threads alive now (busy, idle or running an abandoned job)."""
-        return self._threads
-
     async def run(self, job: Job, on_abort: Callable[[Job], None]) -> Any:
         """Runs ``job`` in a worker thread and returns its result (or raises its error).
 
