@@ -414,6 +414,7 @@ async def bench_memory(count: int) -> dict[str, Any]:
             out["pending"] = runtime.pending
             gate.set()
             await runtime.wait_idle()
+            await trio.testing.wait_all_tasks_blocked()  # idle runners park or exit
             held.clear()
             out["retained after completion"] = (_traced() - base) / count
 

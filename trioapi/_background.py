@@ -13,11 +13,14 @@ the endpoint raised, it *discards* them instead (they are counted as skipped,
 FastAPI's rule). Submission is the single seam through which work enters the
 runtime; a durable store would slot in there.
 
-A submitted group becomes one trio task in the runtime's nursery, which the
-ASGI lifespan call opens and which therefore outlives every connection (see
-``docs/background-tasks.md`` for why that matters under hypercorn). Inside a
-group, tasks run one after another in the order they were added; groups run
-concurrently. Sync callables run in worker threads under a capacity limiter.
+A submitted group goes on a queue served by *runners*: long-lived tasks in
+the runtime's nursery, which the ASGI lifespan call opens and which therefore
+outlives every connection (see ``docs/background-tasks.md`` for why that
+matters under hypercorn). A runner runs a group's tasks one after another in
+the order they were added, then takes the next group; groups run
+concurrently, up to ``max_running`` of them. A group of one sync task without
+a timeout skips the runners: its job goes straight to the worker threads
+(``_threads.py``), which run sync callables up to ``max_threads`` at once.
 Each task ends in exactly one terminal state, and the counters move with it:
 
     PENDING -> RUNNING -> COMPLETED | FAILED | CANCELLED | ABANDONED
@@ -49,9 +52,10 @@ CLOSED
     The drain report is final. A group submitted now is cancelled at once and
     counted, never silently dropped.
 
-Context variables: a group is started from the request's task, so its tasks
-see a copy of the request's context variables as they were at submission
-(request ids for logging work); changes they make are not seen by the request.
+Context variables: a group runs in a copy of the request's context taken at
+submission, as if spawned from the request's task (request ids for logging
+work); changes its tasks make are not seen by the request. A runner passes
+each step of a group through ``context.run`` for that (``_in_context``).
 """
 
 from __future__ import annotations
@@ -64,11 +68,12 @@ import inspect
 import logging
 import math
 import types
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from contextvars import Context
 from typing import Any, Generic, ParamSpec, TypeVar, final
 
 import attrs
+import outcome
 import trio
 
 from ._exceptions import BackgroundCapacityError, BackgroundClosedError, BackgroundTaskTimeout
@@ -89,6 +94,11 @@ UNWIND_GRACE = 1.0
 # bound only protects a long-lived app that cancels tasks all day; the counts
 # are always complete.
 REPORT_NAMES = 10_000
+
+# Runner tasks kept parked for the next groups once the queue is empty; a
+# runner finding no work while this many are parked exits. A burst can start
+# up to max_running runners; afterwards their memory goes back.
+IDLE_RUNNERS = 64
 
 
 class TaskState(enum.Enum):
@@ -171,6 +181,7 @@ class TaskHandle(Generic[T]):
     started_at: float | None = None
     finished_at: float | None = None
     _scope: trio.CancelScope | None = None
+    _job: Job | None = None
     _done: trio.Event | None = None
     _in_thread: bool = False
 
@@ -199,6 +210,8 @@ class TaskHandle(Generic[T]):
             self._runtime._finish(self, TaskState.CANCELLED)
         elif self._scope is not None:
             self._scope.cancel(self.cancel_reason)
+        elif self._job is not None:
+            self._runtime._end_cancelled(self, self.cancel_reason)
 
     async def wait(self) -> TaskState:
         """Waits until the task reached a final state, and returns it."""
@@ -461,12 +474,16 @@ class BackgroundRuntime:
             TaskState.ABANDONED: [],
         }
         self._nursery: trio.Nursery | None = None
-        # Groups running in the nursery, and those waiting for one of the
-        # max_running places, with the context they were submitted from.
-        self._active = 0
-        self._waiting: collections.deque[tuple[Sequence[TaskHandle[Any]], Context]] = (
+        # Submitted groups not yet taken by a runner, with the context they
+        # were submitted from; the runner tasks alive, and those parked idle.
+        self._queue: collections.deque[tuple[Sequence[TaskHandle[Any]], Context]] = (
             collections.deque()
         )
+        self._runners = 0
+        self._parked: list[trio.lowlevel.Task] = []
+        self._runner_context = contextvars.Context()
+        # Lone sync tasks handed straight to the worker threads (no runner).
+        self._direct = 0
         self._pool: ThreadPool | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._idle: trio.Event | None = None
@@ -493,6 +510,12 @@ class BackgroundRuntime:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self._runners = 0
+                self._direct = 0
+                self._parked.clear()
+                # Runners start in a context of their own: between groups they
+                # hold on to no request's context variables.
+                self._runner_context = contextvars.copy_context()
                 self._start_run()
                 self.state = RuntimeState.ACCEPTING
                 task_status.started()
@@ -526,8 +549,7 @@ class BackgroundRuntime:
         self.pending = self.running = 0
         self.last_report = None
         self._draining = None
-        self._active = 0
-        self._waiting.clear()
+        self._queue.clear()
         self._live.clear()
         for names in self._ended_names.values():
             names.clear()
@@ -661,32 +683,93 @@ class BackgroundRuntime:
                     handle.cancel_reason = "submitted after the runtime closed"
                     self._finish(handle, TaskState.CANCELLED)
             return
-        if self._active < self.max_running:
-            self._active += 1
-            self._nursery.start_soon(self._run_pooled_group, handles)
-        else:
-            # Waits as a few hundred bytes, not as a parked trio task; it will
-            # start in the context it was submitted from (the request's).
-            self._waiting.append((handles, contextvars.copy_context()))
-
-    async def _run_pooled_group(self, handles: Sequence[TaskHandle[Any]]) -> None:
-        try:
-            await self._run_group(handles)
-        finally:
-            self._next_group()
-
-    def _next_group(self) -> None:
-        # Hands the finished group's place to the next waiting group, if any
-        # of its tasks is still pending (the drain may have ended them all).
-        while self._waiting:
-            handles, context = self._waiting.popleft()
-            if not any(handle.state is TaskState.PENDING for handle in handles):
-                continue
-            if self._nursery is None:  # closing: the abrupt close accounts for them
-                continue
-            context.run(self._nursery.start_soon, self._run_pooled_group, handles)
+        busy = self._runners - len(self._parked) + self._direct
+        if len(handles) == 1 and busy < self.max_running and _runs_direct(handles[0]):
+            self._run_direct(handles[0])
             return
-        self._active -= 1
+        self._queue.append((handles, contextvars.copy_context()))
+        self._wake_runner()
+
+    def _wake_runner(self) -> None:
+        # Sends a runner to the queue: a parked one, else a new one if fewer
+        # than max_running groups are running. Otherwise the group waits in
+        # the queue as its handles and a context, a few hundred bytes, not a
+        # task, until a runner (or a direct job) is done.
+        if self._parked:
+            trio.lowlevel.reschedule(self._parked.pop())
+        elif self._runners + self._direct < self.max_running and self._nursery is not None:
+            self._runners += 1
+            self._runner_context.run(self._nursery.start_soon, self._runner)
+
+    def _run_direct(self, handle: TaskHandle[Any]) -> None:
+        # The common FastAPI case, a request with one sync task and no timeout,
+        # needs no trio task at all: the job goes straight to the worker
+        # threads and its result is recorded when the pool delivers it. The
+        # task counts as running from here, as one run by a runner does while
+        # its job waits for a thread.
+        assert self._pool is not None
+        handle.state = TaskState.RUNNING
+        handle.started_at = trio.current_time()
+        self.pending -= 1
+        self.running += 1
+        self._direct += 1
+        job = Job(handle._func, handle._args, handle._kwargs, handle.name)
+        job.owner = handle
+        handle._job = job
+        self._pool.start(job, self._direct_done)
+
+    def _direct_done(self, job: Job) -> None:
+        # In the trio thread, from the pool's delivery of a batch of results.
+        handle: TaskHandle[Any] = job.owner
+        if handle._job is not job:
+            return  # it ended already (cancelled just as it finished)
+        self._release_job(handle)
+        result = job.result
+        if type(result) is outcome.Value and not inspect.isawaitable(result.value):
+            handle.result = result.value
+            self._finish(handle, TaskState.COMPLETED)
+        elif (
+            type(result) is outcome.Error
+            and isinstance(result.error, Exception)
+            and not self._hooks
+        ):
+            handle.exception = result.error
+            self._log_failure(handle, result.error)
+            self._finish(handle, TaskState.FAILED)
+        elif self._nursery is not None:
+            # A coroutine to await, error hooks to call, or a BaseException:
+            # a runner-like task finishes it, in the request's context.
+            assert result is not None
+            job.context.run(self._nursery.start_soon, self._complete_direct, handle, result)
+        else:
+            self._end_cancelled(handle, "the runtime closed as the task finished")
+
+    async def _complete_direct(self, handle: TaskHandle[Any], result: outcome.Outcome[Any]) -> None:
+        scope = trio.CancelScope()
+        handle._scope = scope
+        try:
+            with scope:
+                try:
+                    value = result.unwrap()
+                    if inspect.isawaitable(value):  # a sync callable returning a coroutine
+                        value = await value
+                except trio.Cancelled:
+                    raise
+                except BaseException as error:
+                    await self._handle_error(handle, error)
+                    return
+                handle.result = value
+                self._finish(handle, TaskState.COMPLETED)
+            if scope.cancelled_caught:
+                await self._cut_off_running((handle,))
+        finally:
+            self._drop_live((handle,))
+
+    def _release_job(self, handle: TaskHandle[Any]) -> None:
+        handle._job = None
+        self._direct -= 1
+        if self._queue:
+            self._wake_runner()  # its place may be the one a waiting group needs
 
     def discard(self, handles: Sequence[TaskHandle[Any]]) -> None:
         """Skips admitted tasks that must not run (their endpoint raised)."""
@@ -719,34 +802,92 @@ class BackgroundRuntime:
 
     # --- running ----------------------------------------------------------------
 
-    async def _run_group(self, handles: Sequence[TaskHandle[Any]]) -> None:
-        # One trio task per request; its tasks run one after another under one
-        # cancel scope (a scope costs about as much as a spawn, so one per
-        # group, not per task). A task's timeout is the scope's deadline while
-        # it runs; cancel() and the drain cancel the scope. A cancelled scope
-        # cannot be reused: the tasks after a cut-off one get a fresh scope.
-        index, count = 0, len(handles)
+    async def _runner(self) -> None:
+        # A long-lived task of the runtime's nursery that runs groups from the
+        # queue, one after another, each in the context it was submitted from.
+        # Runners save a task spawn per request; there are at most max_running
+        # of them, and at most IDLE_RUNNERS stay parked when the queue is empty.
+        #
+        # Their tasks run under the runner's cancel scope, kept from group to
+        # group: a task's timeout is its deadline while it runs; cancel() and
+        # the drain cancel it. A cancelled scope cannot be reused, so the
+        # runner then records the cut-off task and carries on under a new one.
+        task = trio.lowlevel.current_task()
+        group: tuple[Sequence[TaskHandle[Any]], Context] | None = None
         try:
-            while index < count:
+            while True:
                 scope = trio.CancelScope()
                 with scope:
-                    while index < count:
-                        handle = handles[index]
-                        index += 1
-                        if handle.state is not TaskState.PENDING:
-                            continue  # cancelled before its turn
-                        await self._execute(handle, scope)
-                        if scope.cancel_called:
-                            break  # it swallowed its cancellation: start afresh
-                if scope.cancelled_caught:
-                    await self._cut_off(handles[index - 1])
+                    while True:
+                        if group is None:
+                            group = await self._take_group(task)
+                            if group is None:
+                                return
+                        handles, context = group
+                        if not await _in_context(context, self._run_tasks(handles, scope)):
+                            break  # the scope was cancelled, its task returned anyway
+                        group = None
+                        if self._queue:
+                            # Other tasks get their turn between two groups
+                            # (parking, when the queue is empty, is a turn too).
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                if scope.cancelled_caught and group is not None:
+                    await _in_context(group[1], self._cut_off_running(group[0]))
         finally:
-            for handle in handles:
-                if handle.state in _LIVE:
-                    # Only an outer cancellation gets here with tasks left: the
-                    # runtime's nursery was cancelled without a (finished) drain.
-                    self._dropped.append(handle.name)
-                    self._end_cancelled(handle, "the server ended the lifespan before a drain")
+            self._runners -= 1
+            if group is not None:
+                self._drop_live(group[0])
+
+    async def _take_group(
+        self, runner: trio.lowlevel.Task
+    ) -> tuple[Sequence[TaskHandle[Any]], Context] | None:
+        # The next group with a task still pending (cancel() or the drain may
+        # have ended them all), or None when the runner should exit.
+        while True:
+            while self._queue:
+                group = self._queue.popleft()
+                for handle in group[0]:
+                    if handle.state is TaskState.PENDING:
+                        return group
+            if len(self._parked) >= IDLE_RUNNERS:
+                return None
+            self._parked.append(runner)
+
+            def unpark(_: object) -> trio.lowlevel.Abort:
+                self._parked.remove(runner)  # cancelled while parked: shutting down
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(unpark)
+
+    async def _run_group(self, handles: Sequence[TaskHandle[Any]]) -> None:
+        # The inline mode's counterpart of a runner: one group, in the calling task.
+        try:
+            while True:
+                scope = trio.CancelScope()
+                with scope:
+                    if await self._run_tasks(handles, scope):
+                        return
+                if scope.cancelled_caught:
+                    await self._cut_off_running(handles)
+        finally:
+            self._drop_live(handles)
+
+    async def _run_tasks(self, handles: Sequence[TaskHandle[Any]], scope: trio.CancelScope) -> bool:
+        """Runs a group's pending tasks in order; False if ``scope`` must be replaced."""
+        for handle in handles:
+            if handle.state is TaskState.PENDING:
+                await self._execute(handle, scope)
+                if scope.cancel_called:
+                    return False  # it swallowed its cancellation
+        return True
+
+    def _drop_live(self, handles: Sequence[TaskHandle[Any]]) -> None:
+        for handle in handles:
+            if handle.state in _LIVE:
+                # Only an outer cancellation gets here with tasks left: the
+                # runtime's nursery was cancelled without a (finished) drain.
+                self._dropped.append(handle.name)
+                self._end_cancelled(handle, "the server ended the lifespan before a drain")
 
     async def _execute(self, handle: TaskHandle[Any], scope: trio.CancelScope) -> None:
         now = trio.current_time()
@@ -781,10 +922,13 @@ class BackgroundRuntime:
         handle.result = result
         self._finish(handle, TaskState.COMPLETED)
 
-    async def _cut_off(self, handle: TaskHandle[Any]) -> None:
-        """Records why a running task was cut off by its group's scope."""
-        if handle.state is not TaskState.RUNNING:
-            return
+    async def _cut_off_running(self, handles: Sequence[TaskHandle[Any]]) -> None:
+        """Records why the group's running task was cut off by its scope."""
+        for handle in handles:
+            if handle.state is TaskState.RUNNING:
+                break
+        else:
+            return  # it ended already (the drain abandoned it)
         if handle.cancel_reason is None and handle.timeout is not None:
             error = BackgroundTaskTimeout(
                 f"background task {handle.name!r} ran past its timeout of {handle.timeout:g} s"
@@ -816,6 +960,14 @@ class BackgroundRuntime:
     ) -> None:
         if handle.state.is_final:
             return
+        job = handle._job
+        if job is not None:
+            # A direct job: take it off the queue, or abandon it mid-run.
+            assert self._pool is not None
+            started = self._pool.abort(job)
+            if started is None:
+                return  # it finished; its result is being delivered
+            handle._in_thread = started
         handle.cancel_reason = handle.cancel_reason or reason or "cancelled"
         abandoned = abandoned or handle._in_thread
         self._finish(handle, TaskState.ABANDONED if abandoned else TaskState.CANCELLED)
@@ -868,6 +1020,8 @@ class BackgroundRuntime:
         handle.state = state
         handle.finished_at = trio.current_time()
         handle._scope = None
+        if handle._job is not None:
+            self._release_job(handle)
         if state is TaskState.COMPLETED:
             self.completed += 1
         elif state is TaskState.FAILED:
@@ -946,6 +1100,8 @@ class BackgroundRuntime:
                     self._finish(handle, TaskState.CANCELLED)
                 elif handle._scope is not None:
                     handle._scope.cancel(reason)
+                elif handle._job is not None:
+                    self._end_cancelled(handle, reason)
             with trio.move_on_after(UNWIND_GRACE):
                 await self.wait_idle()
             for handle in list(self._live):
@@ -982,6 +1138,11 @@ class BackgroundRuntime:
                 self._end_cancelled(handle, "the server ended the lifespan before a drain")
 
 
+def _runs_direct(handle: TaskHandle[Any]) -> bool:
+    # A sync task without a timeout needs no trio task while it runs.
+    return not handle._is_async and handle.timeout is None and handle.state is TaskState.PENDING
+
+
 def _finished(*_: Any, **__: Any) -> None:
     return None
 
@@ -989,6 +1150,34 @@ def _finished(*_: Any, **__: Any) -> None:
 def _note_abort(handle: TaskHandle[Any], job: Job) -> None:
     # Cancelled while its job was queued: it never ran. While running: abandoned.
     handle._in_thread = job.started
+
+
+@types.coroutine
+def _in_context(context: Context, coro: Coroutine[Any, Any, T]) -> Generator[Any, Any, T]:
+    """Awaits ``coro`` with every step of it run inside ``context``.
+
+    A runner serves many requests, but each group must see its own request's
+    context variables, as a task spawned from the request would. trio steps a
+    task in the task's own context; this passes each step (and whatever trio
+    sends or throws back) through ``context.run`` instead.
+    """
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            if error is None:
+                trap = context.run(coro.send, value)
+            else:
+                trap = context.run(coro.throw, error)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        try:
+            value = yield trap
+            error = None
+        except BaseException as thrown:  # handed on to the coroutine
+            value = None
+            error = thrown
 
 
 def _is_coroutine_function(func: Callable[..., Any]) -> bool:

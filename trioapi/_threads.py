@@ -8,6 +8,12 @@ mostly short, so the runtime uses this pool instead:
 - up to ``max_threads`` daemon threads, started on demand, take jobs from
   one FIFO queue; jobs beyond that wait in the queue (pending), which keeps
   the capacity limit;
+- a worker that finishes a job takes the next one without going to sleep,
+  and a submitted job wakes a parked worker only when no worker is already
+  on its way to the queue. So a burst of jobs costs a few wake-ups, not one
+  per job; yet a job never waits behind a slow one while a thread is free:
+  a worker that takes a job and leaves others queued makes sure another
+  worker is on its way;
 - a finished job is put on a "done" list, and only the first result of a
   batch asks the trio thread to wake (``TrioToken.run_sync_soon``); that one
   callback reschedules every waiting task whose job is done;
@@ -59,9 +65,12 @@ class Job:
         "abandoned",
         "args",
         "context",
+        "dropped",
         "func",
         "kwargs",
         "name",
+        "on_done",
+        "owner",
         "result",
         "started",
         "task",
@@ -76,9 +85,14 @@ class Job:
         self.name = name
         self.context = contextvars.copy_context()
         self.task: trio.lowlevel.Task | None = None
+        # A job started with ThreadPool.start reports to on_done(job) instead
+        # of waking a task; owner is whatever its caller needs to find there.
+        self.on_done: Callable[[Job], None] | None = None
+        self.owner: Any = None
         self.result: outcome.Outcome[Any] | None = None
         self.started = False
         self.abandoned = False
+        self.dropped = False
 
     def run(self) -> None:
         self.result = outcome.capture(self.context.run, self.func, *self.args, **self.kwargs)
@@ -92,12 +106,15 @@ class ThreadPool:
         self.max_threads = max_threads
         self._token = token
         self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)
         self._queue: collections.deque[Job] = collections.deque()
         self._done: list[Job] = []
         self._wake_pending = False
         self._threads = 0
-        self._idle = 0
+        # Parked workers, each waiting on its own lock (released to wake it),
+        # and how many workers were woken or started and have not yet looked
+        # at the queue: while one is on its way, a new job wakes nobody.
+        self._parked: collections.deque[threading.Lock] = collections.deque()
+        self._searching = 0
         self._closed = False
 
     async def run(self, job: Job, on_abort: Callable[[Job], None]) -> Any:
@@ -111,58 +128,107 @@ class ThreadPool:
         self._submit(job)
 
         def abort(_: Any) -> trio.lowlevel.Abort:
-            with self._lock:
-                if job.result is not None:
-                    # Done, its wake-up is on the way: take the result instead.
-                    return trio.lowlevel.Abort.FAILED
-                if job.started:
-                    job.abandoned = True
-                else:
-                    self._queue.remove(job)
+            if self.abort(job) is None:
+                # Done, its wake-up is on the way: take the result instead.
+                return trio.lowlevel.Abort.FAILED
             on_abort(job)
             return trio.lowlevel.Abort.SUCCEEDED
 
         result: outcome.Outcome[Any] = await trio.lowlevel.wait_task_rescheduled(abort)
         return result.unwrap()
 
+    def start(self, job: Job, on_done: Callable[[Job], None]) -> None:
+        """Queues ``job``; ``on_done(job)`` runs in the trio thread once it finished.
+
+        Nothing waits for it: the caller stops it with :meth:`abort`.
+        """
+        job.on_done = on_done
+        self._submit(job)
+
+    def abort(self, job: Job) -> bool | None:
+        """Stops waiting for ``job``: True if it was running (abandoned), False
+        if it had not started (it never will), None if it already finished
+        (its result is being delivered)."""
+        with self._lock:
+            if job.result is not None:
+                return None
+            if job.started:
+                job.abandoned = True
+                return True
+            job.dropped = True  # left in the queue; a worker skips it
+            return False
+
     def _submit(self, job: Job) -> None:
-        start_thread = False
         with self._lock:
             if self._closed:
                 msg = "the background runtime's worker threads are closed"
                 raise RuntimeError(msg)
             self._queue.append(job)
-            if self._idle:
-                self._work.notify()
-            if len(self._queue) > self._idle and self._threads < self.max_threads:
-                self._threads += 1
-                start_thread = True
+            start_thread = self._searching == 0 and self._wake_one()
         if start_thread:
-            thread = threading.Thread(target=self._worker, name="trioapi-background", daemon=True)
-            thread.start()
+            self._start_thread()
+
+    def _wake_one(self) -> bool:
+        # Under the lock: sends one more worker to the queue. Returns True
+        # when a new thread must be started (after the lock is released);
+        # False when a parked worker was woken or every thread is busy.
+        if self._parked:
+            self._searching += 1
+            self._parked.pop().release()  # the most recently parked: warm
+            return False
+        if self._threads < self.max_threads:
+            self._searching += 1
+            self._threads += 1
+            return True
+        return False  # the capacity limit: the job waits for a worker
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._worker, name="trioapi-background", daemon=True)
+        thread.start()
 
     def _worker(self) -> None:
         _register_thread(self._token)
+        wake = threading.Lock()
+        wake.acquire()
+        searching = True  # started by _wake_one
         while True:
+            start_thread = False
             with self._lock:
-                while not self._queue:
-                    if self._closed:
-                        self._threads -= 1
-                        return
-                    self._idle += 1
-                    woke = self._work.wait(IDLE_THREAD_SECONDS)
-                    self._idle -= 1
-                    if not woke and not self._queue:
-                        self._threads -= 1
-                        return
-                job = self._queue.popleft()
-                job.started = True
+                if searching:
+                    self._searching -= 1
+                    searching = False
+                while self._queue and self._queue[0].dropped:
+                    self._queue.popleft()
+                if self._queue:
+                    job = self._queue.popleft()
+                    job.started = True
+                    if self._queue and self._searching == 0:
+                        start_thread = self._wake_one()
+                elif self._closed:
+                    self._threads -= 1
+                    return
+                else:
+                    job = None
+                    self._parked.append(wake)
+            if start_thread:
+                self._start_thread()
+            if job is None:
+                if not wake.acquire(timeout=IDLE_THREAD_SECONDS):
+                    with self._lock:
+                        if wake in self._parked:  # nobody woke it: idle too long
+                            self._parked.remove(wake)
+                            self._threads -= 1
+                            return
+                    # Woken just as it timed out: the release has happened.
+                    wake.acquire()
+                searching = True
+                continue
             job.run()
             with self._lock:
                 self._done.append(job)
-                wake = not self._wake_pending
+                wake_trio = not self._wake_pending
                 self._wake_pending = True
-            if wake:
+            if wake_trio:
                 try:
                     self._token.run_sync_soon(self._deliver)
                 except trio.RunFinishedError:
@@ -178,13 +244,17 @@ class ThreadPool:
                 logger.warning(
                     "abandoned background task %r finished in its worker thread", job.name
                 )
-                continue
-            assert job.task is not None
-            assert job.result is not None
-            trio.lowlevel.reschedule(job.task, outcome.Value(job.result))
+            elif job.on_done is not None:
+                job.on_done(job)
+            else:
+                assert job.task is not None
+                assert job.result is not None
+                trio.lowlevel.reschedule(job.task, outcome.Value(job.result))
 
     def close(self) -> None:
         """Lets idle threads exit; threads running abandoned jobs finish on their own."""
         with self._lock:
             self._closed = True
-            self._work.notify_all()
+            while self._parked:
+                self._searching += 1
+                self._parked.pop().release()
