@@ -46,9 +46,11 @@ class PathTemplate:
     raw: str
     segments: tuple[tuple[str | None, str | None], ...]
     catch_all: str | None
+    # Computed once: every match of a template with parameters needs them.
+    param_names: tuple[str, ...] = attrs.field(init=False)
 
-    @property
-    def param_names(self) -> tuple[str, ...]:
+    @param_names.default
+    def _param_names(self) -> tuple[str, ...]:
         names = tuple(name for _, name in self.segments if name is not None)
         return (*names, self.catch_all) if self.catch_all else names
 
@@ -253,7 +255,7 @@ class RouteTable:
             segments: The decoded segments (``path[1:].split("/")`` unless a
                 segment held an encoded slash).
         """
-        allowed: set[str] = set()
+        allowed: set[str] | None = None  # methods of paths that matched, for a 405
         # A segment holding an encoded slash ("a%2Fb") is not the same path as
         # "a/b": only then does the static index not apply.
         literal = segments is None or not any("/" in segment for segment in segments)
@@ -262,7 +264,7 @@ class RouteTable:
             route = _pick(static, method)
             if route is not None:
                 return Found(route, {})
-            allowed |= _methods_with_head(static)
+            allowed = _methods_with_head(static)
         if segments is None:
             segments = path[1:].split("/")
         # Depth first with an explicit stack: at each level the literal child,
@@ -294,7 +296,7 @@ class RouteTable:
             route = _pick(routes, method)
             if route is not None:
                 return Found(route, dict(zip(route.template.param_names, captured, strict=True)))
-            allowed |= _methods_with_head(routes)
+            allowed = _methods_with_head(routes) | (allowed or set())
         if allowed:
             return MethodNotAllowed(tuple(sorted(allowed)))
         return NOT_FOUND
