@@ -396,7 +396,7 @@ def test_a_step_thrown_into_a_group_reaches_its_coroutine_in_the_groups_context(
     assert stepper.send(None) == "trap"
     with pytest.raises(StopIteration) as stop:
         stepper.throw(ValueError("boom"))
-    assert stop.value.value == "caught boom as the group's"
+    assert stop.value.value == ("caught boom as the group's", True)  # result, stepped
     assert request_id.get() == "unset"  # the group's change stayed in its context
     assert context[request_id] == "the group's"
 

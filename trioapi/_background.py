@@ -486,6 +486,7 @@ class BackgroundRuntime:
         self._direct = 0
         self._pool: ThreadPool | None = None
         self._token: trio.lowlevel.TrioToken | None = None
+        self._clock: trio.abc.Clock | None = None
         self._idle: trio.Event | None = None
         self._hooks: list[ErrorHook] = []
         self._next_id = 0
@@ -541,6 +542,9 @@ class BackgroundRuntime:
 
     def _start_run(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
+        # trio.current_time() looks the run's clock up on every call; the
+        # per-task timestamps read it straight from the clock of this run.
+        self._clock = trio.lowlevel.current_clock()
         self._pool = ThreadPool(self.max_threads, self._token)
 
     def _reset(self) -> None:
@@ -661,7 +665,11 @@ class BackgroundRuntime:
             self,
             is_async,
             id=self._next_id,
-            created_at=trio.current_time(),
+            created_at=(
+                self._clock.current_time()
+                if self.state is RuntimeState.ACCEPTING and self._clock is not None
+                else trio.current_time()
+            ),
         )
         self.pending += 1
         self._live[handle] = None
@@ -824,12 +832,14 @@ class BackgroundRuntime:
                             if group is None:
                                 return
                         handles, context = group
-                        if not await _in_context(context, self._run_tasks(handles, scope)):
+                        done, stepped = await _in_context(context, self._run_tasks(handles, scope))
+                        if not done:
                             break  # the scope was cancelled, its task returned anyway
                         group = None
-                        if self._queue:
-                            # Other tasks get their turn between two groups
-                            # (parking, when the queue is empty, is a turn too).
+                        if self._queue and not stepped:
+                            # Other tasks get their turn between two groups: a
+                            # group that awaited something gave them one, and
+                            # parking (when the queue is empty) is one too.
                             await trio.lowlevel.cancel_shielded_checkpoint()
                 if scope.cancelled_caught and group is not None:
                     await _in_context(group[1], self._cut_off_running(group[0]))
@@ -873,12 +883,50 @@ class BackgroundRuntime:
             self._drop_live(handles)
 
     async def _run_tasks(self, handles: Sequence[TaskHandle[Any]], scope: trio.CancelScope) -> bool:
-        """Runs a group's pending tasks in order; False if ``scope`` must be replaced."""
+        """Runs a group's pending tasks in order; False if ``scope`` must be replaced.
+
+        Each task runs under ``scope``: its timeout is the scope's deadline
+        while it runs, and cancelling the scope cuts it off (the caller then
+        records that). One coroutine for the whole group, not one per task:
+        a coroutine frame is a cost on every step of every task.
+        """
         for handle in handles:
-            if handle.state is TaskState.PENDING:
-                await self._execute(handle, scope)
-                if scope.cancel_called:
-                    return False  # it swallowed its cancellation
+            if handle.state is not TaskState.PENDING:
+                continue  # cancelled before its turn
+            assert self._clock is not None  # run() and run_inline() started this run
+            now = self._clock.current_time()
+            handle.state = TaskState.RUNNING
+            handle.started_at = now
+            self.pending -= 1
+            self.running += 1
+            handle._scope = scope
+            timeout = handle.timeout
+            if timeout is not None:
+                scope.deadline = now + timeout
+            try:
+                if handle._is_async:
+                    result = await handle._func(*handle._args, **handle._kwargs)
+                else:
+                    # run() and run_inline() bound the pool to this trio run.
+                    assert self._pool is not None
+                    result = await self._pool.run(
+                        Job(handle._func, handle._args, handle._kwargs, handle.name),
+                        functools.partial(_note_abort, handle),
+                    )
+                    if inspect.isawaitable(result):  # a sync callable returning a coroutine
+                        result = await result
+            except trio.Cancelled:
+                raise  # the caller records the outcome once the scope is left
+            except BaseException as error:
+                await self._handle_error(handle, error)
+            else:
+                handle.result = result
+                self._finish(handle, TaskState.COMPLETED, self._clock.current_time())
+            finally:
+                if timeout is not None:
+                    scope.deadline = math.inf
+            if scope.cancel_called:
+                return False  # it swallowed its cancellation
         return True
 
     def _drop_live(self, handles: Sequence[TaskHandle[Any]]) -> None:
@@ -888,39 +936,6 @@ class BackgroundRuntime:
                 # runtime's nursery was cancelled without a (finished) drain.
                 self._dropped.append(handle.name)
                 self._end_cancelled(handle, "the server ended the lifespan before a drain")
-
-    async def _execute(self, handle: TaskHandle[Any], scope: trio.CancelScope) -> None:
-        now = trio.current_time()
-        handle.state = TaskState.RUNNING
-        handle.started_at = now
-        self.pending -= 1
-        self.running += 1
-        handle._scope = scope
-        timeout = handle.timeout
-        if timeout is not None:
-            scope.deadline = now + timeout
-        try:
-            if handle._is_async:
-                result = await handle._func(*handle._args, **handle._kwargs)
-            else:
-                # run() and run_inline() bound the pool to this trio run.
-                assert self._pool is not None
-                result = await self._pool.run(
-                    Job(handle._func, handle._args, handle._kwargs, handle.name),
-                    functools.partial(_note_abort, handle),
-                )
-                if inspect.isawaitable(result):  # a sync callable returning a coroutine
-                    result = await result
-        except trio.Cancelled:
-            raise  # the group records the outcome once the scope is left
-        except BaseException as error:
-            await self._handle_error(handle, error)
-            return
-        finally:
-            if timeout is not None:
-                scope.deadline = math.inf
-        handle.result = result
-        self._finish(handle, TaskState.COMPLETED)
 
     async def _cut_off_running(self, handles: Sequence[TaskHandle[Any]]) -> None:
         """Records why the group's running task was cut off by its scope."""
@@ -1008,7 +1023,7 @@ class BackgroundRuntime:
             except Exception:
                 logger.exception("error hook %r failed for task %r", hook, handle.name)
 
-    def _finish(self, handle: TaskHandle[Any], state: TaskState) -> None:
+    def _finish(self, handle: TaskHandle[Any], state: TaskState, now: float | None = None) -> None:
         if handle.state.is_final:
             # It ended already (the drain abandoned it): a late return or
             # failure changes nothing the report said.
@@ -1018,7 +1033,7 @@ class BackgroundRuntime:
         else:
             self.pending -= 1
         handle.state = state
-        handle.finished_at = trio.current_time()
+        handle.finished_at = trio.current_time() if now is None else now
         handle._scope = None
         if handle._job is not None:
             self._release_job(handle)
@@ -1153,16 +1168,21 @@ def _note_abort(handle: TaskHandle[Any], job: Job) -> None:
 
 
 @types.coroutine
-def _in_context(context: Context, coro: Coroutine[Any, Any, T]) -> Generator[Any, Any, T]:
+def _in_context(
+    context: Context, coro: Coroutine[Any, Any, T]
+) -> Generator[Any, Any, tuple[T, bool]]:
     """Awaits ``coro`` with every step of it run inside ``context``.
 
     A runner serves many requests, but each group must see its own request's
     context variables, as a task spawned from the request would. trio steps a
     task in the task's own context; this passes each step (and whatever trio
     sends or throws back) through ``context.run`` instead.
+
+    Returns the coroutine's result, and whether it ever yielded to trio.
     """
     value: Any = None
     error: BaseException | None = None
+    stepped = False
     while True:
         try:
             if error is None:
@@ -1171,7 +1191,8 @@ def _in_context(context: Context, coro: Coroutine[Any, Any, T]) -> Generator[Any
                 trap = context.run(coro.throw, error)
         except StopIteration as stop:
             result: T = stop.value
-            return result
+            return result, stepped
+        stepped = True
         try:
             value = yield trap
             error = None
