@@ -10,7 +10,7 @@ from typing import Any
 
 from _task import write_notification
 
-_PREFIX = "/send-notification/"
+PREFIX = "/send-notification/"
 
 
 def _json(content: Any) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -19,18 +19,18 @@ def _json(content: Any) -> tuple[list[tuple[bytes, bytes]], bytes]:
     return headers, body
 
 
-_HELLO = _json({"message": "hello"})
-_SENT = _json({"message": "Notification sent in the background"})
-_NOT_FOUND = _json({"detail": "Not Found"})
+HELLO = _json({"message": "hello"})
+SENT = _json({"message": "Notification sent in the background"})
+NOT_FOUND = _json({"detail": "Not Found"})
 
 
-async def _respond(send: Any, status: int, reply: tuple[list[tuple[bytes, bytes]], bytes]) -> None:
+async def respond(send: Any, status: int, reply: tuple[list[tuple[bytes, bytes]], bytes]) -> None:
     headers, body = reply
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(receive: Any, send: Any) -> None:
+async def lifespan(receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -43,16 +43,16 @@ async def _lifespan(receive: Any, send: Any) -> None:
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The ASGI 3 callable."""
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await lifespan(receive, send)
         return
     if scope["type"] != "http":
         return
     method = scope["method"]
     path: str = scope["path"]
     if method == "GET" and path == "/":
-        await _respond(send, 200, _HELLO)
-    elif method == "POST" and path.startswith(_PREFIX) and "/" not in path[len(_PREFIX) :]:
-        await _respond(send, 200, _SENT)
-        write_notification(path[len(_PREFIX) :])
+        await respond(send, 200, HELLO)
+    elif method == "POST" and path.startswith(PREFIX) and "/" not in path[len(PREFIX) :]:
+        await respond(send, 200, SENT)
+        write_notification(path[len(PREFIX) :])
     else:
-        await _respond(send, 404, _NOT_FOUND)
+        await respond(send, 404, NOT_FOUND)
