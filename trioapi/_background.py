@@ -486,7 +486,6 @@ class BackgroundRuntime:
         self._direct = 0
         self._pool: ThreadPool | None = None
         self._token: trio.lowlevel.TrioToken | None = None
-        self._clock: trio.abc.Clock | None = None
         self._idle: trio.Event | None = None
         self._hooks: list[ErrorHook] = []
         self._next_id = 0
@@ -542,9 +541,6 @@ class BackgroundRuntime:
 
     def _start_run(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
-        # trio.current_time() looks the run's clock up on every call; the
-        # per-task timestamps read it straight from the clock of this run.
-        self._clock = trio.lowlevel.current_clock()
         self._pool = ThreadPool(self.max_threads, self._token)
 
     def _reset(self) -> None:
@@ -665,11 +661,7 @@ class BackgroundRuntime:
             self,
             is_async,
             id=self._next_id,
-            created_at=(
-                self._clock.current_time()
-                if self.state is RuntimeState.ACCEPTING and self._clock is not None
-                else trio.current_time()
-            ),
+            created_at=trio.current_time(),
         )
         self.pending += 1
         self._live[handle] = None
@@ -893,8 +885,7 @@ class BackgroundRuntime:
         for handle in handles:
             if handle.state is not TaskState.PENDING:
                 continue  # cancelled before its turn
-            assert self._clock is not None  # run() and run_inline() started this run
-            now = self._clock.current_time()
+            now = trio.current_time()
             handle.state = TaskState.RUNNING
             handle.started_at = now
             self.pending -= 1
@@ -921,7 +912,7 @@ class BackgroundRuntime:
                 await self._handle_error(handle, error)
             else:
                 handle.result = result
-                self._finish(handle, TaskState.COMPLETED, self._clock.current_time())
+                self._finish(handle, TaskState.COMPLETED)
             finally:
                 if timeout is not None:
                     scope.deadline = math.inf
@@ -1023,7 +1014,7 @@ class BackgroundRuntime:
             except Exception:
                 logger.exception("error hook %r failed for task %r", hook, handle.name)
 
-    def _finish(self, handle: TaskHandle[Any], state: TaskState, now: float | None = None) -> None:
+    def _finish(self, handle: TaskHandle[Any], state: TaskState) -> None:
         if handle.state.is_final:
             # It ended already (the drain abandoned it): a late return or
             # failure changes nothing the report said.
@@ -1033,7 +1024,7 @@ class BackgroundRuntime:
         else:
             self.pending -= 1
         handle.state = state
-        handle.finished_at = trio.current_time() if now is None else now
+        handle.finished_at = trio.current_time()
         handle._scope = None
         if handle._job is not None:
             self._release_job(handle)
