@@ -683,8 +683,7 @@ class BackgroundRuntime:
                     handle.cancel_reason = "submitted after the runtime closed"
                     self._finish(handle, TaskState.CANCELLED)
             return
-        busy = self._runners - len(self._parked) + self._direct
-        if len(handles) == 1 and busy < self.max_running and _runs_direct(handles[0]):
+        if len(handles) == 1 and self._has_place() and _runs_direct(handles[0]):
             self._run_direct(handles[0])
             return
         self._queue.append((handles, contextvars.copy_context()))
@@ -697,9 +696,13 @@ class BackgroundRuntime:
         # task, until a runner (or a direct job) is done.
         if self._parked:
             trio.lowlevel.reschedule(self._parked.pop())
-        elif self._runners + self._direct < self.max_running and self._nursery is not None:
+        elif self._has_place() and self._nursery is not None:
             self._runners += 1
             self._runner_context.run(self._nursery.start_soon, self._runner)
+
+    def _has_place(self) -> bool:
+        # Groups running: busy runners (parked ones hold no group) and direct jobs.
+        return self._runners - len(self._parked) + self._direct < self.max_running
 
     def _run_direct(self, handle: TaskHandle[Any]) -> None:
         # The common FastAPI case, a request with one sync task and no timeout,
