@@ -40,6 +40,17 @@ async def lifespan(receive: Any, send: Any) -> None:
             return
 
 
+def route(scope: dict[str, Any]) -> tuple[int, tuple[list[tuple[bytes, bytes]], bytes], str | None]:
+    """The answer to an HTTP request, and the email whose line is due once it is sent."""
+    method = scope["method"]
+    path: str = scope["path"]
+    if method == "GET" and path == "/":
+        return 200, HELLO, None
+    if method == "POST" and path.startswith(PREFIX) and "/" not in path[len(PREFIX) :]:
+        return 200, SENT, path[len(PREFIX) :]
+    return 404, NOT_FOUND, None
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The ASGI 3 callable."""
     if scope["type"] == "lifespan":
@@ -47,12 +58,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if scope["type"] != "http":
         return
-    method = scope["method"]
-    path: str = scope["path"]
-    if method == "GET" and path == "/":
-        await respond(send, 200, HELLO)
-    elif method == "POST" and path.startswith(PREFIX) and "/" not in path[len(PREFIX) :]:
-        await respond(send, 200, SENT)
-        write_notification(path[len(PREFIX) :])
-    else:
-        await respond(send, 404, NOT_FOUND)
+    status, reply, email = route(scope)
+    await respond(send, status, reply)
+    if email is not None:
+        write_notification(email)

@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 from _task import write_notification
-from app_raw import HELLO, NOT_FOUND, PREFIX, SENT, respond
+from app_raw import lifespan, respond, route
 
 _nursery: trio.Nursery | None = None
 
@@ -26,22 +26,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         async with trio.open_nursery() as nursery:
             _nursery = nursery
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
-    method = scope["method"]
-    path: str = scope["path"]
-    if method == "GET" and path == "/":
-        await respond(send, 200, HELLO)
-    elif method == "POST" and path.startswith(PREFIX) and "/" not in path[len(PREFIX) :]:
-        await respond(send, 200, SENT)
+    status, reply, email = route(scope)
+    await respond(send, status, reply)
+    if email is not None:
         assert _nursery is not None
-        _nursery.start_soon(_write, path[len(PREFIX) :])
-    else:
-        await respond(send, 404, NOT_FOUND)
+        _nursery.start_soon(_write, email)

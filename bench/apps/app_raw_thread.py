@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 from _task import write_notification
-from app_raw import HELLO, NOT_FOUND, PREFIX, SENT, lifespan, respond
+from app_raw import lifespan, respond, route
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -21,12 +21,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if scope["type"] != "http":
         return
-    method = scope["method"]
-    path: str = scope["path"]
-    if method == "GET" and path == "/":
-        await respond(send, 200, HELLO)
-    elif method == "POST" and path.startswith(PREFIX) and "/" not in path[len(PREFIX) :]:
-        await respond(send, 200, SENT)
-        await trio.to_thread.run_sync(write_notification, path[len(PREFIX) :])
-    else:
-        await respond(send, 404, NOT_FOUND)
+    status, reply, email = route(scope)
+    await respond(send, status, reply)
+    if email is not None:
+        await trio.to_thread.run_sync(write_notification, email)
