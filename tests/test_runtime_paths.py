@@ -27,7 +27,7 @@ import trio
 import trio.testing
 
 from trioapi import BackgroundTasks, TaskHandle, TaskState, TrioAPI
-from trioapi._background import IDLE_RUNNERS, _in_context
+from trioapi._background import GROUPS_PER_TURN, IDLE_RUNNERS, _in_context
 
 LOGGER = "trioapi.background"
 THREAD_WAIT = 10.0  # seconds a test may wait for a worker thread: a bound, not a sleep
@@ -360,6 +360,42 @@ async def test_runners_started_by_a_burst_go_away_once_it_is_over() -> None:
         (again,) = submit(app, (trio.lowlevel.checkpoint,))
         assert await settled(again) is TaskState.COMPLETED
         assert count_runners() == IDLE_RUNNERS  # a parked one took it
+
+
+class GroupsPerStep(trio.abc.Instrument):
+    """Counts the tasks completed during each step of a runner (trio's instrument API)."""
+
+    def __init__(self, app: TrioAPI) -> None:
+        self.runtime = app.background
+        self.before = 0
+        self.per_step: list[int] = []
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.before = self.runtime.completed
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith("._runner"):
+            self.per_step.append(self.runtime.completed - self.before)
+
+
+async def test_a_runner_gives_other_tasks_a_turn_between_groups_that_never_await() -> None:
+    async def quick() -> None:
+        return None  # never awaits: only the runner can give others a turn
+
+    async with running(max_running_tasks=1) as app:
+        steps = GroupsPerStep(app)
+        trio.lowlevel.add_instrument(steps)
+        try:
+            handles = [submit(app, (quick,))[0] for _ in range(GROUPS_PER_TURN * 5 + 3)]
+            for handle in handles:
+                assert await settled(handle) is TaskState.COMPLETED
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+    # One runner ran them all, never more than GROUPS_PER_TURN in one step
+    # (and no checkpoint after each: that would cost as much as the task).
+    assert sum(steps.per_step) == len(handles)
+    assert max(steps.per_step) == GROUPS_PER_TURN
+    assert steps.per_step.count(GROUPS_PER_TURN) == 5
 
 
 async def test_parked_runners_end_with_the_drain() -> None:

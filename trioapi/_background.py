@@ -100,6 +100,13 @@ REPORT_NAMES = 10_000
 # up to max_running runners; afterwards their memory goes back.
 IDLE_RUNNERS = 64
 
+# Groups a runner may run back to back without giving other tasks a turn,
+# when none of them awaited anything (a group that awaits gives one). A
+# checkpoint per group would cost about as much as the quick task itself;
+# trio runs a whole batch of spawned tasks before it looks at I/O again, so
+# this is still a turn far more often than ``start_soon`` would give.
+GROUPS_PER_TURN = 8
+
 
 class TaskState(enum.Enum):
     """Where a background task is in its life."""
@@ -817,6 +824,7 @@ class BackgroundRuntime:
         # runner then records the cut-off task and carries on under a new one.
         task = trio.lowlevel.current_task()
         group: tuple[Sequence[TaskHandle[Any]], Context] | None = None
+        unyielded = 0  # groups run since this runner last gave others a turn
         try:
             while True:
                 scope = trio.CancelScope()
@@ -831,11 +839,14 @@ class BackgroundRuntime:
                         if not done:
                             break  # the scope was cancelled, its task returned anyway
                         group = None
-                        if self._queue and not stepped:
-                            # Other tasks get their turn between two groups: a
-                            # group that awaited something gave them one, and
-                            # parking (when the queue is empty) is one too.
-                            await trio.lowlevel.cancel_shielded_checkpoint()
+                        if stepped:
+                            unyielded = 0
+                        else:
+                            unyielded += 1
+                            if unyielded == GROUPS_PER_TURN:
+                                unyielded = 0
+                                if self._queue:  # else parking is the turn
+                                    await trio.lowlevel.cancel_shielded_checkpoint()
                 if scope.cancelled_caught and group is not None:
                     await _in_context(group[1], self._cut_off_running(group[0]))
         finally:
