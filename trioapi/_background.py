@@ -690,7 +690,7 @@ class BackgroundRuntime:
                     handle.cancel_reason = "submitted after the runtime closed"
                     self._finish(handle, TaskState.CANCELLED)
             return
-        if len(handles) == 1 and self._has_place() and _runs_direct(handles[0]):
+        if len(handles) == 1 and _runs_direct(handles[0]) and self._has_place():
             self._run_direct(handles[0])
             return
         self._queue.append((handles, contextvars.copy_context()))
@@ -930,8 +930,13 @@ class BackgroundRuntime:
             finally:
                 if timeout is not None:
                     scope.deadline = math.inf
-            if scope.cancel_called:
-                return False  # it swallowed its cancellation
+            # Was the scope cancelled while the task ran (and the task returned
+            # anyway)? Then it cannot be reused. Only handle.cancel() and the
+            # drain cancel it, both after setting cancel_reason, or else the
+            # task's deadline; asking the scope alone would read the clock
+            # after every task.
+            if handle.cancel_reason is not None or (timeout is not None and scope.cancel_called):
+                return False
         return True
 
     def _drop_live(self, handles: Sequence[TaskHandle[Any]]) -> None:
