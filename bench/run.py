@@ -71,12 +71,15 @@ FRAMEWORKS: dict[str, str] = {
 }
 # Diagnostics, only when named in --frameworks: they split trioapi's POST cost
 # into route, runtime and worker-thread hop, and show what the least a task
-# spawned on trio, and a trio worker-thread round trip, cost under the same load.
+# spawned on trio, a trio worker-thread round trip, and a bare hand-off to a
+# thread of one's own cost under the same load.
 VARIANTS: dict[str, str] = {
     "trioapi (async task)": "app_trioapi_async.py",
     "trioapi (no task)": "app_trioapi_notask.py",
     "raw ASGI (spawned task)": "app_raw_spawn.py",
     "raw ASGI (to_thread)": "app_raw_thread.py",
+    "raw ASGI (queue thread)": "app_raw_queue.py",
+    "trioapi (queue thread)": "app_trioapi_queue.py",
 }
 NO_LOG = {"trioapi (no task)"}
 APP_FILES = FRAMEWORKS | VARIANTS
@@ -88,6 +91,8 @@ ALIASES = {
     "trioapi-notask": "trioapi (no task)",
     "raw-spawn": "raw ASGI (spawned task)",
     "raw-thread": "raw ASGI (to_thread)",
+    "raw-queue": "raw ASGI (queue thread)",
+    "trioapi-queue": "trioapi (queue thread)",
 }
 EMAIL = "bench@example.com"
 ROUTES: dict[str, tuple[str, str]] = {
@@ -709,7 +714,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(FRAMEWORKS),
         help="comma-separated, from: "
         + ", ".join(FRAMEWORKS)
-        + " (default: all of these), and the diagnostics trioapi-async, trioapi-notask",
+        + " (default: all of these), and the diagnostics trioapi-async, trioapi-notask,"
+        + " trioapi-queue, raw-spawn, raw-thread, raw-queue",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (bench/results)")
     parser.add_argument("--no-chart", action="store_true", help="do not draw the PNGs")
