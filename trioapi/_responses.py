@@ -242,14 +242,12 @@ class Response:
         """Tells the client to drop cookie ``key``."""
         self.set_cookie(key, max_age=0, expires=0, path=path, domain=domain)
 
-    async def _send_start(self, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status_code,
-                "headers": self._raw_headers,
-            }
-        )
+    def _start_message(self) -> dict[str, Any]:
+        return {
+            "type": "http.response.start",
+            "status": self.status_code,
+            "headers": self._raw_headers,
+        }
 
     async def send_to(
         self,
@@ -269,24 +267,8 @@ class Response:
             receive: The request's receive callable, for responses that watch
                 for the client leaving (``StreamingResponse``); unused here.
         """
-        # send_final() written out: one coroutine frame less on every resume
-        # of the request's task while the body goes out (see TrioAPI.__call__).
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status_code,
-                "headers": self._raw_headers,
-            }
-        )
-        message = {"type": "http.response.body", "body": b"" if head else self.body}
-        try:
-            if shield:
-                with trio.CancelScope(shield=True):
-                    await send(message)
-            else:
-                await send(message)
-        except TRANSPORT_GONE as error:
-            logger.debug("the client closed the connection as the response ended: %r", error)
+        await send(self._start_message())
+        await send_final(send, b"" if head else self.body, shield)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.status_code}>"
@@ -312,16 +294,12 @@ async def send_final(send: Send, body: bytes, shield: bool) -> None:
     triggers it on most tries).
     """
     message = {"type": "http.response.body", "body": body}
-    if shield:
-        with trio.CancelScope(shield=True):
-            await _send_last(send, message)
-    else:
-        await _send_last(send, message)
-
-
-async def _send_last(send: Send, message: dict[str, Any]) -> None:
     try:
-        await send(message)
+        if shield:
+            with trio.CancelScope(shield=True):
+                await send(message)
+        else:
+            await send(message)
     except TRANSPORT_GONE as error:
         logger.debug("the client closed the connection as the response ended: %r", error)
 
@@ -434,7 +412,7 @@ class StreamingResponse(Response):
                 (hypercorn silently drops writes to a closed connection, so an
                 endless stream would otherwise run on until shutdown).
         """
-        await self._send_start(send)
+        await send(self._start_message())
         if not head:
             gone = False
             async with trio.open_nursery() as nursery:
