@@ -106,17 +106,16 @@ async def _framework_error_handler(request: Request, exc: TrioAPIError) -> Respo
     return JSONResponse({"detail": str(exc)}, status_code=exc.status_hint)
 
 
-def _decode_path(raw: bytes) -> tuple[str, list[str] | None]:
+def _decode_path(raw: bytes) -> tuple[str, list[str]]:
+    # The segments are kept apart for the route table: an encoded slash (%2F)
+    # inside one is not a path separator (RouteTable.match tells the cases apart).
     text = raw.decode("latin-1")
     try:
         segments = [unquote(part, errors="strict") for part in text[1:].split("/")]
     except UnicodeDecodeError:
         msg = "the request path is not valid UTF-8 once percent-decoded"
         raise MalformedRequestError(msg) from None
-    path = "/" + "/".join(segments)
-    # Only an encoded slash (%2F) inside a segment needs the segments kept
-    # apart; otherwise the decoded path routes like any other.
-    return path, (segments if any("/" in part for part in segments) else None)
+    return "/" + "/".join(segments), segments
 
 
 class TrioAPI(APIRouter):
