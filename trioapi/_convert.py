@@ -335,29 +335,9 @@ class Constraints:
                     "less_than_equal", f"Input should be less than or equal to {le}", {"le": le}
                 )
             if min_length is not None and len(value) < min_length:
-                if isinstance(value, str):
-                    raise ConversionError(
-                        "string_too_short",
-                        f"String should have at least {_count(min_length, 'character')}",
-                        {"min_length": min_length},
-                    )
-                raise ConversionError(
-                    "too_short",
-                    f"List should have at least {_count(min_length, 'item')}",
-                    {"min_length": min_length},
-                )
+                raise _length_error(value, "short", "at least", "min_length", min_length)
             if max_length is not None and len(value) > max_length:
-                if isinstance(value, str):
-                    raise ConversionError(
-                        "string_too_long",
-                        f"String should have at most {_count(max_length, 'character')}",
-                        {"max_length": max_length},
-                    )
-                raise ConversionError(
-                    "too_long",
-                    f"List should have at most {_count(max_length, 'item')}",
-                    {"max_length": max_length},
-                )
+                raise _length_error(value, "long", "at most", "max_length", max_length)
             if regex is not None and not regex.search(value):
                 raise ConversionError(
                     "string_pattern_mismatch",
@@ -371,8 +351,16 @@ class Constraints:
 _NO_CONSTRAINTS = Constraints()
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+def _length_error(
+    value: Any, kind: str, bound_text: str, bound_name: str, bound: int
+) -> ConversionError:
+    # pydantic's wording: strings count characters, everything else items.
+    if isinstance(value, str):
+        code, subject, noun = f"string_too_{kind}", "String", "character"
+    else:
+        code, subject, noun = f"too_{kind}", "List", "item"
+    count = f"{bound} {noun}" if bound == 1 else f"{bound} {noun}s"
+    return ConversionError(code, f"{subject} should have {bound_text} {count}", {bound_name: bound})
 
 
 # --- JSON bodies -----------------------------------------------------------------
