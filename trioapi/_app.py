@@ -488,7 +488,7 @@ class TrioAPI(APIRouter):
 
     def _check_server(self, scope: Scope) -> None:
         """Startup checks against the server running us (called in the lifespan)."""
-        # Set by `python -m trioapi --workers N`, whose workers import the app anew.
+        # For plain hypercorn, where no trioapi option reaches the app (docs/deploy.md).
         drain = _seconds_from_env(DRAIN_TIMEOUT_ENV)
         if drain is not None:
             self.background.drain_timeout = drain
