@@ -35,7 +35,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from hypercorn.config import Config
 
-from ._harness import ClientConnection, InMemoryServer, InMemoryTransport
+from ._harness import WAIT_BACKGROUND, ClientConnection, InMemoryServer, InMemoryTransport
 
 if TYPE_CHECKING:
     from ._app import TrioAPI
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["ClientConnection", "InMemoryServer", "TestClient"]
 
 Response = httpx.Response
-
-_WAIT = "trioapi.wait_background"
 
 
 @final
@@ -113,7 +111,7 @@ class _Transport(httpx.AsyncBaseTransport):
         if not response_done.is_set():
             msg = f"the app returned without completing a response to {request.method} {url}"
             raise RuntimeError(msg)
-        wait = request.extensions.get(_WAIT, client.wait_background)
+        wait = request.extensions.get(WAIT_BACKGROUND, client.wait_background)
         if wait:
             for handle in handles:
                 await handle.wait()
@@ -300,7 +298,7 @@ class TestClient:
             wait_background: Override the client's ``wait_background`` for
                 this call.
         """
-        extensions = {} if wait_background is None else {_WAIT: wait_background}
+        extensions = {} if wait_background is None else {WAIT_BACKGROUND: wait_background}
         if json is not None and content is None:
             content = jsonlib.dumps(json).encode()
             headers = {"content-type": "application/json", **(headers or {})}
