@@ -723,8 +723,7 @@ class BackgroundRuntime:
         self.pending -= 1
         self.running += 1
         self._direct += 1
-        job = Job(handle._func, handle._args, handle._kwargs, handle.name)
-        job.owner = handle
+        job = _job_for(handle)
         handle._job = job
         self._pool.start(job, self._direct_done)
 
@@ -914,10 +913,7 @@ class BackgroundRuntime:
                 else:
                     # run() and run_inline() bound the pool to this trio run.
                     assert self._pool is not None
-                    result = await self._pool.run(
-                        Job(handle._func, handle._args, handle._kwargs, handle.name),
-                        functools.partial(_note_abort, handle),
-                    )
+                    result = await self._pool.run(_job_for(handle), _note_abort)
                     if inspect.isawaitable(result):  # a sync callable returning a coroutine
                         result = await result
             except trio.Cancelled:
@@ -1172,9 +1168,16 @@ def _finished(*_: Any, **__: Any) -> None:
     return None
 
 
-def _note_abort(handle: TaskHandle[Any], job: Job) -> None:
+def _job_for(handle: TaskHandle[Any]) -> Job:
+    """The worker-pool job that runs a sync task; the handle is its owner."""
+    job = Job(handle._func, handle._args, handle._kwargs, handle.name)
+    job.owner = handle
+    return job
+
+
+def _note_abort(job: Job) -> None:
     # Cancelled while its job was queued: it never ran. While running: abandoned.
-    handle._in_thread = job.started
+    job.owner._in_thread = job.started
 
 
 @types.coroutine

@@ -86,7 +86,8 @@ class Job:
         self.context = contextvars.copy_context()
         self.task: trio.lowlevel.Task | None = None
         # A job started with ThreadPool.start reports to on_done(job) instead
-        # of waking a task; owner is whatever its caller needs to find there.
+        # of waking a task; owner is whatever its caller needs to find in
+        # on_done(job) or on_abort(job).
         self.on_done: Callable[[Job], None] | None = None
         self.owner: Any = None
         self.result: outcome.Outcome[Any] | None = None
