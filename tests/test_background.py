@@ -34,6 +34,7 @@ from trioapi import (
 from trioapi.testing import TestClient
 
 from ._asgi import http_scope
+from ._pool import until_sync_job_sent
 
 LOGGER = "trioapi.background"
 
@@ -702,7 +703,7 @@ async def test_sync_task_past_its_timeout_fails_its_thread_abandoned_and_the_nex
     try:
         async with TestClient(app, wait_background=False) as client:
             await client.post("/stuck")
-            await trio.testing.wait_all_tasks_blocked()
+            await until_sync_job_sent()
             # Block the trio thread (not a checkpoint) until the worker thread
             # is inside the job: otherwise the clock could reach the deadline
             # while the job is still queued.
@@ -714,7 +715,7 @@ async def test_sync_task_past_its_timeout_fails_its_thread_abandoned_and_the_nex
             assert await handles[1] is TaskState.COMPLETED
     finally:
         release.set()
-        await trio.to_thread.run_sync(left.wait)
+        await trio.to_thread.run_sync(left.wait, 10)
 
     assert events == [("next ran", 4.0)]
     assert isinstance(handles[0].exception, BackgroundTaskTimeout)
@@ -749,7 +750,7 @@ async def test_cancelling_a_running_sync_task_abandons_its_thread_and_the_next_r
     try:
         async with TestClient(app, wait_background=False) as client:
             await client.post("/stuck")
-            await trio.testing.wait_all_tasks_blocked()
+            await until_sync_job_sent()
             assert entered.wait(10)  # blocks the trio thread on purpose, see above
             handles[0].cancel("operator gave up")
             with trio.fail_after(60):  # virtual guard against a hang
@@ -759,7 +760,7 @@ async def test_cancelling_a_running_sync_task_abandons_its_thread_and_the_next_r
             assert (app.background.abandoned, app.background.completed) == (1, 1)
     finally:
         release.set()
-        await trio.to_thread.run_sync(left.wait)
+        await trio.to_thread.run_sync(left.wait, 10)
 
     assert events == [("next ran", 0.0)]
     assert handles[0].cancel_reason == "operator gave up"

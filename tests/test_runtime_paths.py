@@ -28,9 +28,13 @@ import trio.testing
 
 from trioapi import BackgroundTasks, TaskHandle, TaskState, TrioAPI
 from trioapi._background import GROUPS_PER_TURN, IDLE_RUNNERS, _in_context
+from trioapi._threads import HOLD_LIMIT, HOLD_SECONDS
+
+from ._pool import until_sync_job_sent
 
 LOGGER = "trioapi.background"
 THREAD_WAIT = 10.0  # seconds a test may wait for a worker thread: a bound, not a sleep
+QUIET = 0.05  # real seconds in which a worker sent too early would have run its job
 
 
 @asynccontextmanager
@@ -438,6 +442,66 @@ def test_a_step_thrown_into_a_group_reaches_its_coroutine_in_the_groups_context(
 
 
 # --- the worker pool -------------------------------------------------------------------
+
+
+async def busy(steps: int = 3) -> None:
+    """Passes through the loop with this task always runnable: the run never goes idle."""
+    for _ in range(steps):
+        await trio.lowlevel.checkpoint()
+
+
+async def test_a_sync_job_submitted_while_the_loop_is_busy_waits_for_it_to_go_idle(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running() as app:
+        ran = threading.Event()
+        (handle,) = submit(app, (ran.set,))
+        for _ in range(3):
+            await busy()
+            assert not ran.wait(QUIET)  # blocks the trio thread: a sent worker would run
+        await until_sync_job_sent()  # idle: the dispatcher sends a worker
+        assert ran.wait(THREAD_WAIT)
+        assert await handle is TaskState.COMPLETED  # no deadline here: nowhere to jump to
+        # Held jobs keep the autojump clock still: it never ran ahead of the job.
+        assert trio.current_time() == 0.0
+
+
+async def test_a_loop_that_never_goes_idle_holds_a_sync_job_for_hold_seconds_at_most(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running() as app:
+        ran = threading.Event()
+        (handle,) = submit(app, (ran.set,))
+        await busy()  # the dispatcher now waits for idle, until HOLD_SECONDS
+        autojump_clock.jump(HOLD_SECONDS / 2)
+        await busy()
+        assert not ran.wait(QUIET)
+        autojump_clock.jump(HOLD_SECONDS / 2)
+        await busy()
+        assert ran.wait(THREAD_WAIT)
+        assert trio.current_time() == HOLD_SECONDS
+        assert await handle is TaskState.COMPLETED
+
+
+async def test_hold_limit_jobs_send_a_worker_however_busy_the_loop() -> None:
+    async with running() as app:
+        ran: list[int] = []
+        all_ran = threading.Event()
+
+        def record(number: int) -> None:
+            ran.append(number)
+            if len(ran) == HOLD_LIMIT:
+                all_ran.set()
+
+        # This task never yields in between: the loop stays busy throughout.
+        handles = [submit(app, (record, n))[0] for n in range(HOLD_LIMIT - 1)]
+        assert not all_ran.wait(QUIET)
+        assert ran == []  # held, all of them
+        handles += submit(app, (record, HOLD_LIMIT - 1))
+        assert all_ran.wait(THREAD_WAIT)
+        for handle in handles:
+            assert await settled(handle) is TaskState.COMPLETED
+        assert sorted(ran) == list(range(HOLD_LIMIT))
 
 
 async def test_a_quick_sync_job_never_waits_behind_a_slow_one_while_a_thread_is_free() -> None:

@@ -524,6 +524,8 @@ class BackgroundRuntime:
                 # hold on to no request's context variables.
                 self._runner_context = contextvars.copy_context()
                 self._start_run()
+                assert self._pool is not None
+                await nursery.start(self._pool.dispatch)
                 self.state = RuntimeState.ACCEPTING
                 task_status.started()
                 try:
