@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import subprocess
+import sys
 import threading
 import types
 from collections.abc import AsyncIterator, Coroutine
@@ -26,7 +28,7 @@ import pytest
 import trio
 import trio.testing
 
-from trioapi import BackgroundTasks, TaskHandle, TaskState, TrioAPI
+from trioapi import BackgroundTasks, TaskHandle, TaskState, TrioAPI, _threads
 from trioapi._background import GROUPS_PER_TURN, IDLE_RUNNERS, _in_context
 from trioapi._threads import HOLD_LIMIT, HOLD_SECONDS
 
@@ -481,6 +483,18 @@ async def test_a_loop_that_never_goes_idle_holds_a_sync_job_for_hold_seconds_at_
         assert ran.wait(THREAD_WAIT)
         assert trio.current_time() == HOLD_SECONDS
         assert await handle is TaskState.COMPLETED
+
+
+def test_the_pool_waits_for_idle_with_trios_function_without_importing_trio_testing() -> None:
+    # trio.testing imports pytest when it is installed, and takes ~60 ms: a
+    # server process should not pay that. If trio moves the function, the
+    # pool falls back to the public name and this test says so.
+    assert _threads._wait_idle is trio.testing.wait_all_tasks_blocked
+    code = "import sys, trioapi; print('trio.testing' in sys.modules)"
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "False"
 
 
 async def test_hold_limit_jobs_send_a_worker_however_busy_the_loop() -> None:
