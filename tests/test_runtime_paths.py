@@ -485,6 +485,31 @@ async def test_a_loop_that_never_goes_idle_holds_a_sync_job_for_hold_seconds_at_
         assert await handle is TaskState.COMPLETED
 
 
+async def test_a_worker_thread_that_cannot_start_is_logged_and_its_job_waits_for_the_next(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, LOGGER)
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name == "trioapi-background":
+            raise RuntimeError("can't start new thread")  # what a pids limit gives
+        start(thread)
+
+    async with running() as app:
+        monkeypatch.setattr(threading.Thread, "start", refuse)
+        (first,) = submit(app, (int, 1))
+        await until_sync_job_sent()  # the dispatcher tried to start one, and failed
+        assert "could not start a worker thread" in caplog.text
+        assert "1 job(s) wait for a thread" in caplog.text
+        assert first.state is TaskState.RUNNING  # still queued: neither run nor lost
+        monkeypatch.undo()
+        (second,) = submit(app, (int, 2))
+        assert await settled(first) is TaskState.COMPLETED
+        assert await settled(second) is TaskState.COMPLETED
+        assert (first.result, second.result) == (1, 2)
+
+
 def test_the_pool_waits_for_idle_with_trios_function_without_importing_trio_testing() -> None:
     # trio.testing imports pytest when it is installed, and takes ~60 ms: a
     # server process should not pay that. If trio moves the function, the

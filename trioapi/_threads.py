@@ -264,8 +264,26 @@ class ThreadPool:
         return False  # the capacity limit: the job waits for a worker
 
     def _start_thread(self) -> None:
+        # After _wake_one counted the thread in, from the trio thread (a
+        # submission, the dispatcher) or a worker (sending one more).
         thread = threading.Thread(target=self._worker, name="trioapi-background", daemon=True)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:
+            # "can't start new thread": a process or container limit. Raised
+            # on, it would stop the dispatcher (and with it the runtime) or a
+            # worker holding a job. The jobs stay queued: a running worker or
+            # the next submission's wake-up takes them, and a drain cancels
+            # what is still queued at its deadline.
+            with self._lock:
+                self._threads -= 1
+                self._searching -= 1
+                waiting = len(self._queue)
+            logger.exception(
+                "could not start a worker thread for sync background tasks: "
+                "%d job(s) wait for a thread",
+                waiting,
+            )
 
     def _worker(self) -> None:
         _register_thread(self._token)
