@@ -22,8 +22,9 @@ mostly short, so the runtime uses this pool instead:
   the loop a context switch and a fight for the GIL per job, on every
   request of a busy server; held jobs go in batches instead (measured under
   load: 5.1 context switches per request fell to 0.6, and throughput rose
-  about 10 %). An idle server starts a job at once, as before; only the
-  inline mode, which has no dispatcher, wakes a worker per job;
+  about 10 %). On an idle server a job is sent a pass or two of the loop
+  later (in process, a lone POST's task completes in 96 µs instead of 72);
+  only the inline mode, which has no dispatcher, wakes a worker per job;
 - a finished job is put on a "done" list, and only the first result of a
   batch asks the trio thread to wake (``TrioToken.run_sync_soon``); that one
   callback reschedules every waiting task whose job is done;
