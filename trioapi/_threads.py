@@ -163,9 +163,9 @@ class ThreadPool:
         task_status.started()
         try:
             while True:
-                if not self._held:
-                    self._dispatcher = trio.lowlevel.current_task()
-                    await trio.lowlevel.wait_task_rescheduled(self._forget_dispatcher)
+                # Parked until a submission holds a job (and reschedules us).
+                self._dispatcher = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._forget_dispatcher)
                 # Idle means no task runnable and no I/O ready: the loop would
                 # sleep, so a woken worker takes nothing from it. Waiting for
                 # idle also keeps an autojump clock from jumping past the job.
