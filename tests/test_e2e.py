@@ -450,6 +450,35 @@ def test_trioapi_cli_workers_second_signal_stops_every_worker_at_once(
     assert "slow" not in server.task_lines
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads children from /proc")
+def test_trioapi_cli_workers_a_worker_that_cannot_answer_never_hangs_the_supervisor(
+    launch: Callable[..., ServerProcess],
+) -> None:
+    # A stopped worker (SIGSTOP; as good as one being killed) cannot take
+    # part in the shutdown. Telling the workers to stop must not wait for
+    # it, or the second signal, which kills it, would leave the supervisor
+    # waiting forever (as it did with a multiprocessing.Event).
+    server = launch(*TRIOAPI, E2E_APP, "--bind", "127.0.0.1:0", "--workers", "2")
+    server.wait_ready(listeners=2)
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    # The workers, not multiprocessing's resource tracker.
+    workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert len(workers) == 2, children
+    # Once serving, an idle worker's only other thread waits for the supervisor.
+    tasks = Path(f"/proc/{workers[0]}/task")
+    wait_until(lambda: len(list(tasks.iterdir())) >= 2, CLIENT_TIMEOUT, "the worker's waiter")
+    os.kill(int(workers[0]), signal.SIGSTOP)  # a child of the server we started
+    server.process.send_signal(signal.SIGTERM)
+    wait_until(
+        lambda: "stopping 2 workers gracefully" in server.stderr, CLIENT_TIMEOUT, "the first signal"
+    )
+    code, elapsed = server.signal_and_wait(signal.SIGTERM, EXIT_MARGIN)
+    assert code == 1
+    assert elapsed < EXIT_MARGIN
+    assert "stopping the workers at once, without a drain" in server.stderr
+
+
 # --- 5. 200 simultaneous connections: the backlog does not stall them --------------
 
 

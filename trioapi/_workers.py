@@ -7,9 +7,15 @@ once): measured, a worker with 2.5 s tasks was gone 0.26 s after SIGTERM,
 and the command still exited 0. This supervisor waits for every worker.
 
 - The sockets are bound here, once, and each spawned worker inherits them.
-- SIGTERM or SIGINT here sets the shared shutdown event; every worker runs
-  the graceful sequence (requests, then its drain) and exits; the supervisor
-  waits for all of them, then exits 0 (1 if any worker failed).
+- SIGTERM or SIGINT here closes the write end of a shutdown pipe; every
+  worker, waiting for its read end to turn readable, runs the graceful
+  sequence (requests, then its drain) and exits; the supervisor waits for
+  all of them, then exits 0 (1 if any worker failed). A pipe rather than a
+  ``multiprocessing.Event``: ``Event.set()`` blocks until every waiting
+  process has acknowledged, forever if one was killed or stopped meanwhile
+  (a second signal arriving during ``set()`` hung the supervisor). Closing
+  a pipe never waits, and a supervisor that dies closes it too, so its
+  workers stop gracefully instead of serving on as orphans.
 - A second signal kills the workers at once and exits 1.
 - Workers ignore SIGINT (a terminal's Ctrl+C reaches the whole process group;
   the supervisor decides) and treat their own SIGTERM as "stop gracefully"
@@ -25,7 +31,7 @@ import logging.config
 import multiprocessing
 import multiprocessing.connection
 import signal
-from multiprocessing.synchronize import Event as EventType
+from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
 
@@ -69,7 +75,8 @@ def run_workers(
     """
     sockets = config.create_sockets()
     context = multiprocessing.get_context("spawn")
-    shutdown = context.Event()
+    # Workers get the read end; the supervisor closes the write end to stop them.
+    shutdown, stop = context.Pipe(duplex=False)
     # Ignored while the workers start, so they inherit "ignore SIGINT".
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     processes = [
@@ -96,7 +103,7 @@ def run_workers(
                 signal.Signals(signum).name,
                 len(processes),
             )
-            shutdown.set()
+            stop.close()
         else:
             forced = True
             logger.warning("trioapi: second signal: stopping the workers at once, without a drain")
@@ -114,10 +121,12 @@ def run_workers(
             if not stopping and any(process.exitcode is not None for process in processes):
                 crashed = stopping = True
                 logger.error("trioapi: a worker exited while serving: stopping the others")
-                shutdown.set()
+                stop.close()
         for process in processes:
             process.join()
     finally:
+        stop.close()
+        shutdown.close()
         _close(sockets)
     if forced or crashed:
         return 1
@@ -128,7 +137,7 @@ def _worker(
     target: str,
     config: Config,
     sockets: Sockets,
-    shutdown: EventType,
+    shutdown: Connection,
     settings: dict[str, Any],
     log_config: dict[str, Any],
 ) -> None:
@@ -143,9 +152,9 @@ def _worker(
     trio.run(_serve, app, config, sockets, shutdown)
 
 
-async def _serve(app: Any, config: Config, sockets: Sockets, shutdown: EventType) -> None:
+async def _serve(app: Any, config: Config, sockets: Sockets, shutdown: Connection) -> None:
     async def trigger() -> None:
-        # The supervisor's event, or this worker's own SIGTERM.
+        # The supervisor's pipe turning readable (closed), or this worker's own SIGTERM.
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
 
@@ -154,9 +163,9 @@ async def _serve(app: Any, config: Config, sockets: Sockets, shutdown: EventType
                         nursery.cancel_scope.cancel()
 
                 nursery.start_soon(on_sigterm)
-                # A process-shared event: waited for in a thread, which a
-                # SIGTERM abandons (it is a daemon thread, gone with us).
-                await trio.to_thread.run_sync(shutdown.wait, abandon_on_cancel=True)
+                # Waited for in a thread (portable: trio waits on sockets
+                # only, on Windows), which a SIGTERM abandons.
+                await trio.to_thread.run_sync(shutdown.poll, None, abandon_on_cancel=True)
                 nursery.cancel_scope.cancel()
 
     await worker_serve(
