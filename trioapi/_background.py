@@ -736,24 +736,32 @@ class BackgroundRuntime:
             return  # it ended already (cancelled just as it finished)
         self._release_job(handle)
         result = job.result
-        if type(result) is outcome.Value and not inspect.isawaitable(result.value):
-            handle.result = result.value
-            self._finish(handle, TaskState.COMPLETED)
-        elif (
-            type(result) is outcome.Error
-            and isinstance(result.error, Exception)
-            and not self._hooks
-        ):
-            handle.exception = result.error
-            self._log_failure(handle, result.error)
-            self._finish(handle, TaskState.FAILED)
-        elif self._nursery is not None:
+        assert result is not None
+        if self._record_outcome(handle, result, call_hooks=bool(self._hooks)):
+            return
+        if self._nursery is not None:
             # A coroutine to await, error hooks to call, or a BaseException:
             # a runner-like task finishes it, in the request's context.
-            assert result is not None
             job.context.run(self._nursery.start_soon, self._complete_direct, handle, result)
         else:
             self._end_cancelled(handle, "the runtime closed as the task finished")
+
+    def _record_outcome(
+        self, handle: TaskHandle[Any], result: outcome.Outcome[Any], *, call_hooks: bool
+    ) -> bool:
+        # Finishes a direct job's task from its outcome when nothing is left
+        # to await; False when a task must finish it (a coroutine returned by
+        # the sync callable, error hooks to call, a BaseException).
+        if type(result) is outcome.Value and not inspect.isawaitable(result.value):
+            handle.result = result.value
+            self._finish(handle, TaskState.COMPLETED)
+            return True
+        if type(result) is outcome.Error and isinstance(result.error, Exception) and not call_hooks:
+            handle.exception = result.error
+            self._log_failure(handle, result.error)
+            self._finish(handle, TaskState.FAILED)
+            return True
+        return False
 
     async def _complete_direct(self, handle: TaskHandle[Any], result: outcome.Outcome[Any]) -> None:
         scope = trio.CancelScope()
@@ -942,8 +950,11 @@ class BackgroundRuntime:
             if handle.state in _LIVE:
                 # Only an outer cancellation gets here with tasks left: the
                 # runtime's nursery was cancelled without a (finished) drain.
-                self._dropped.append(handle.name)
-                self._end_cancelled(handle, "the server ended the lifespan before a drain")
+                self._end_cancelled(
+                    handle, "the server ended the lifespan before a drain", final=True
+                )
+                if handle.state is TaskState.CANCELLED or handle.state is TaskState.ABANDONED:
+                    self._dropped.append(handle.name)
 
     async def _cut_off_running(self, handles: Sequence[TaskHandle[Any]]) -> None:
         """Records why the group's running task was cut off by its scope."""
@@ -979,8 +990,15 @@ class BackgroundRuntime:
         await self._fail(handle, error)
 
     def _end_cancelled(
-        self, handle: TaskHandle[Any], reason: str | None, *, abandoned: bool = False
+        self,
+        handle: TaskHandle[Any],
+        reason: str | None,
+        *,
+        abandoned: bool = False,
+        final: bool = False,
     ) -> None:
+        # final: the runtime stops waiting for this task (the drain's last
+        # pass, a close without a drain); nothing will be delivered after it.
         if handle.state.is_final:
             return
         job = handle._job
@@ -989,7 +1007,18 @@ class BackgroundRuntime:
             assert self._pool is not None
             started = self._pool.abort(job)
             if started is None:
-                return  # it finished; its result is being delivered
+                # It finished; its result is on its way to this thread.
+                if not final:
+                    return  # the delivery records it
+                # The runtime is done waiting, so take the result now, or the
+                # report would miss the task (seen with an autojump clock
+                # that reached the drain's grace before the delivery ran).
+                # Error hooks are not called any more: the drain is over.
+                self._release_job(handle)
+                assert job.result is not None
+                if self._record_outcome(handle, job.result, call_hooks=False):
+                    return
+                started = True  # a coroutine never awaited, a BaseException: cut off
             handle._in_thread = started
         handle.cancel_reason = handle.cancel_reason or reason or "cancelled"
         abandoned = abandoned or handle._in_thread
@@ -1129,7 +1158,7 @@ class BackgroundRuntime:
                 await self.wait_idle()
             for handle in list(self._live):
                 # It shielded itself from cancellation: stop waiting, say so.
-                self._end_cancelled(handle, reason, abandoned=True)
+                self._end_cancelled(handle, reason, abandoned=True, final=True)
         self.state = RuntimeState.CLOSED
         report = DrainReport(
             completed=self.completed,
@@ -1157,8 +1186,11 @@ class BackgroundRuntime:
         self.state = RuntimeState.CLOSED
         for handle in list(self._live):
             if not handle.state.is_final:
-                self._dropped.append(handle.name)
-                self._end_cancelled(handle, "the server ended the lifespan before a drain")
+                self._end_cancelled(
+                    handle, "the server ended the lifespan before a drain", final=True
+                )
+                if handle.state is TaskState.CANCELLED or handle.state is TaskState.ABANDONED:
+                    self._dropped.append(handle.name)
 
 
 def _runs_direct(handle: TaskHandle[Any]) -> bool:
