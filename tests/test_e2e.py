@@ -431,14 +431,11 @@ def test_trioapi_cli_workers_sigterm_drains_every_worker(
     }, server.stderr
 
 
-def test_trioapi_cli_workers_second_signal_stops_every_worker_at_once(
-    launch: Callable[..., ServerProcess],
-) -> None:
-    server = launch(
-        *TRIOAPI, E2E_APP, "--bind", "127.0.0.1:0", "--workers", "2", "--drain-timeout", "60"
-    )
-    port = server.wait_ready(listeners=2)
-    add_tasks(port, ("/task", 30.0, "slow"))
+def stop_twice(server: ServerProcess) -> None:
+    """SIGTERM, then, once the supervisor says it stops gracefully, SIGTERM again.
+
+    The second signal must end everything at once, with exit code 1.
+    """
     server.process.send_signal(signal.SIGTERM)
     wait_until(
         lambda: "stopping 2 workers gracefully" in server.stderr, CLIENT_TIMEOUT, "the first signal"
@@ -447,6 +444,17 @@ def test_trioapi_cli_workers_second_signal_stops_every_worker_at_once(
     assert code == 1
     assert elapsed < EXIT_MARGIN
     assert "stopping the workers at once, without a drain" in server.stderr
+
+
+def test_trioapi_cli_workers_second_signal_stops_every_worker_at_once(
+    launch: Callable[..., ServerProcess],
+) -> None:
+    server = launch(
+        *TRIOAPI, E2E_APP, "--bind", "127.0.0.1:0", "--workers", "2", "--drain-timeout", "60"
+    )
+    port = server.wait_ready(listeners=2)
+    add_tasks(port, ("/task", 30.0, "slow"))
+    stop_twice(server)
     assert "slow" not in server.task_lines
 
 
@@ -469,14 +477,7 @@ def test_trioapi_cli_workers_a_worker_that_cannot_answer_never_hangs_the_supervi
     tasks = Path(f"/proc/{workers[0]}/task")
     wait_until(lambda: len(list(tasks.iterdir())) >= 2, CLIENT_TIMEOUT, "the worker's waiter")
     os.kill(int(workers[0]), signal.SIGSTOP)  # a child of the server we started
-    server.process.send_signal(signal.SIGTERM)
-    wait_until(
-        lambda: "stopping 2 workers gracefully" in server.stderr, CLIENT_TIMEOUT, "the first signal"
-    )
-    code, elapsed = server.signal_and_wait(signal.SIGTERM, EXIT_MARGIN)
-    assert code == 1
-    assert elapsed < EXIT_MARGIN
-    assert "stopping the workers at once, without a drain" in server.stderr
+    stop_twice(server)
 
 
 # --- 5. 200 simultaneous connections: the backlog does not stall them --------------
