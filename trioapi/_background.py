@@ -949,7 +949,8 @@ class BackgroundRuntime:
         for handle in handles:
             if handle.state in _LIVE:
                 # Only an outer cancellation gets here with tasks left: the
-                # runtime's nursery was cancelled without a (finished) drain.
+                # runtime's nursery was cancelled without a (finished) drain
+                # (from a group's unwinding, or _close_abruptly for them all).
                 self._end_cancelled(
                     handle, "the server ended the lifespan before a drain", final=True
                 )
@@ -1184,13 +1185,7 @@ class BackgroundRuntime:
         # cancelled from outside, a forced stop): nothing is waited for, but
         # every unfinished task is still accounted for, and said out loud.
         self.state = RuntimeState.CLOSED
-        for handle in list(self._live):
-            if not handle.state.is_final:
-                self._end_cancelled(
-                    handle, "the server ended the lifespan before a drain", final=True
-                )
-                if handle.state is TaskState.CANCELLED or handle.state is TaskState.ABANDONED:
-                    self._dropped.append(handle.name)
+        self._drop_live(list(self._live))
 
 
 def _runs_direct(handle: TaskHandle[Any]) -> bool:
