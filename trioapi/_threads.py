@@ -143,11 +143,11 @@ class ThreadPool:
         self._searching = 0
         self._closed = False
         # Holding, only while dispatch() runs: a job submitted with no worker
-        # on its way is held rather than waking one; the dispatcher, parked
-        # until a job is held, then waits for the run to go idle. Only the
-        # trio thread submits, so these need no lock.
+        # on its way is held rather than waking one. The dispatcher is parked
+        # here until a job is held; the submission takes it out (None: jobs
+        # are held, a send is coming) and it waits for the run to go idle.
+        # Only the trio thread submits, so these need no lock.
         self._holding = False
-        self._held = False
         self._dispatcher: trio.lowlevel.Task | None = None
 
     async def dispatch(
@@ -182,7 +182,6 @@ class ThreadPool:
 
     def _send_for_held(self) -> None:
         with self._lock:
-            self._held = False
             start_thread = bool(self._queue) and self._searching == 0 and self._wake_one()
         if start_thread:
             self._start_thread()
@@ -240,9 +239,7 @@ class ThreadPool:
                 return  # the worker on its way takes this job too
             if self._holding and len(self._queue) < HOLD_LIMIT:
                 start_thread = False
-                if not self._held:
-                    self._held = True
-                    dispatcher, self._dispatcher = self._dispatcher, None
+                dispatcher, self._dispatcher = self._dispatcher, None  # None: already coming
             else:
                 start_thread = self._wake_one()
         if dispatcher is not None:
