@@ -27,7 +27,7 @@ import trio.testing
 from hypercorn.config import Config
 from hypercorn.utils import LifespanFailureError, LifespanTimeoutError
 
-from trioapi import BackgroundTasks, Request, TrioAPI, serve
+from trioapi import BackgroundTasks, JSONResponse, Request, TrioAPI, serve
 from trioapi._harness import (
     WORKER_SERVE_NAMES,
     ClientResponse,
@@ -38,7 +38,10 @@ from trioapi._harness import (
     _Socket,
     check_hypercorn,
 )
+from trioapi._hypercorn import whole_body_sends
 from trioapi.testing import TestClient
+
+from ._asgi import http_scope
 
 
 def now() -> float:
@@ -423,16 +426,21 @@ async def lifespan_only(scope: MutableMapping[str, Any], receive: Any, send: Any
             return True
 
 
-async def slow_reader_request(server: InMemoryServer, target: str) -> tuple[bytes, bytes]:
+async def slow_reader_request(
+    server: InMemoryServer, target: str, *, read_head: bool = True
+) -> tuple[bytes, bytes]:
     """A client that reads the response head, then reads on only at t=5 (shutdown at t=0).
+
+    With ``read_head=False`` it reads nothing before t=5: the app is then
+    blocked writing the head, not the body.
 
     Returns the head and the rest, read until the server closed.
     """
     conn = await server.connect(buffered=False)
     async with conn:
         await conn.send_bytes(f"GET {target} HTTP/1.1\r\nhost: testserver\r\n\r\n".encode())
-        head = await conn.receive_some()
-        # The app is now blocked in its final send: nobody reads the body yet.
+        head = await conn.receive_some() if read_head else b""
+        # The app is now blocked in a send: nobody reads what it writes yet.
         await trio.testing.wait_all_tasks_blocked()
         server.request_shutdown()
         await trio.sleep(5)  # a slow client: reads on after graceful_timeout (3 s)
@@ -469,6 +477,173 @@ async def test_hypercorn_can_cancel_a_send_whose_bytes_already_reached_the_clien
     # an app that hands work over after send() returns would have lost it.
     assert (response.status, response.body) == (200, b"done")
     assert outcome == [("final send cancelled", 5)]
+
+
+async def record_sends(
+    outcome: list[tuple[str, float]], scope: MutableMapping[str, Any], receive: Any, send: Any
+) -> None:
+    """A bare app sending head, body (``more_body``) and end, recording how each send ends."""
+    if await lifespan_only(scope, receive, send):
+        return
+    messages = [
+        (
+            "head",
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]},
+        ),
+        ("body", {"type": "http.response.body", "body": b"done", "more_body": True}),
+        ("end", {"type": "http.response.body", "body": b""}),
+    ]
+    for name, message in messages:
+        try:
+            await send(message)
+        except trio.Cancelled:
+            outcome.append((f"{name} cancelled", now()))
+            raise
+        outcome.append((f"{name} sent", now()))
+
+
+# What trioapi relies on instead of a cancel scope under hypercorn's HTTP/1
+# (trioapi._hypercorn.whole_body_sends): a body message is written whole, or
+# Cancelled is raised before any of it is. The next two tests pin both halves
+# on hypercorn's real code; if an update moves a checkpoint, they fail.
+
+
+async def test_hypercorn_never_cancels_a_body_send_after_writing_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    outcome: list[tuple[str, float]] = []
+    async with InMemoryServer(partial(record_sends, outcome), quiet_config()) as server:
+        head, rest = await slow_reader_request(server, "/")
+        assert await server.shutdown() is None
+
+    response = parse_response(head + rest)
+    assert (response.status, response.body) == (200, b"done")
+    # Cancelled at t=3 (graceful_timeout) while the body was being written:
+    # the body send still returned, and only the empty end raised.
+    assert outcome == [("head sent", 0), ("body sent", 5), ("end cancelled", 5)]
+
+
+async def test_hypercorn_cancels_a_body_send_before_writing_any_of_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    outcome: list[tuple[str, float]] = []
+    async with InMemoryServer(partial(record_sends, outcome), quiet_config()) as server:
+        _, rest = await slow_reader_request(server, "/", read_head=False)
+        assert await server.shutdown() is None
+
+    # Cancelled while the head was being written: the head went out whole,
+    # and the body send raised before writing a byte of its own.
+    assert outcome == [("head sent", 5), ("body cancelled", 5)]
+    assert rest.startswith(b"HTTP/1.1 200 ")
+    assert rest.endswith(b"\r\n\r\n")
+
+
+async def test_a_2xx_whose_body_never_left_has_its_task_skipped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    app = TrioAPI()
+    ran: list[float] = []
+
+    async def record() -> None:
+        ran.append(now())
+
+    @app.get("/order")
+    async def order(tasks: BackgroundTasks) -> dict[str, str]:
+        tasks.add_task(record)
+        return {"status": "placed"}
+
+    async with InMemoryServer(app) as server:
+        _, rest = await slow_reader_request(server, "/order", read_head=False)
+        report = await server.shutdown()
+        assert now() == 5
+
+    # The client got a head promising 19 bytes of body that never came: an
+    # incomplete response, so the task was not handed over.
+    assert rest.startswith(b"HTTP/1.1 200 \r\ncontent-length: 19\r\n")
+    assert rest.endswith(b"\r\n\r\n")
+    assert ran == []
+    assert report is not None
+    assert (report.completed, report.skipped) == (0, 1)
+
+
+def order_app(*, content_length: bool = True) -> TrioAPI:
+    app = TrioAPI()
+
+    async def noop() -> None:
+        pass
+
+    @app.get("/order")
+    async def order(tasks: BackgroundTasks) -> JSONResponse:
+        tasks.add_task(noop)
+        response = JSONResponse({"status": "placed"})
+        if not content_length:
+            del response.headers["content-length"]
+        return response
+
+    return app
+
+
+async def body_messages(app: TrioAPI, http_version: str) -> list[tuple[bytes, bool]]:
+    """Calls ``app`` for ``GET /order`` as a server speaking ``http_version`` would.
+
+    Returns each body message as ``(body, more_body)``.
+    """
+    scope = http_scope("/order")
+    scope["http_version"] = http_version
+    sent: list[tuple[bytes, bool]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            sent.append((message["body"], message.get("more_body", False)))
+
+    await app(scope, receive, send)
+    return sent
+
+
+BODY = b'{"status":"placed"}'
+
+
+@pytest.mark.parametrize(
+    ("http_version", "expected"),
+    [
+        pytest.param("1.1", [(BODY, True), (b"", False)], id="HTTP/1.1: body, then end"),
+        pytest.param("1.0", [(BODY, True), (b"", False)], id="HTTP/1.0: body, then end"),
+        pytest.param("2", [(BODY, False)], id="HTTP/2: one shielded message"),
+    ],
+)
+async def test_under_hypercorn_only_http1_sends_the_body_apart_from_its_end(
+    http_version: str, expected: list[tuple[bytes, bool]]
+) -> None:
+    app = order_app()
+    async with InMemoryServer(app):
+        assert await body_messages(app, http_version) == expected
+
+
+async def test_a_body_without_content_length_keeps_its_final_message_whole() -> None:
+    # The server then frames it (chunked): the end message writes the last chunk.
+    app = order_app(content_length=False)
+    async with InMemoryServer(app):
+        assert await body_messages(app, "1.1") == [(BODY, False)]
+
+
+async def test_outside_hypercorn_the_final_message_stays_whole() -> None:
+    # Another server's body sends may be cancelled after writing: the shield stays.
+    app = order_app()
+    async with InMemoryServer(app):
+        pass
+    async with TestClient(app):
+        assert await body_messages(app, "1.1") == [(BODY, False)]
+
+
+@pytest.mark.parametrize(("version", "whole"), [("0.18.0", True), ("0.19.0", False), ("x", False)])
+def test_only_a_checked_hypercorn_is_trusted_with_whole_body_sends(
+    monkeypatch: pytest.MonkeyPatch, version: str, whole: bool
+) -> None:
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: version)
+    assert whole_body_sends() is whole
 
 
 async def test_a_2xx_that_reached_the_client_always_has_its_task_handed_over(

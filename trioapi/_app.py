@@ -33,7 +33,7 @@ from ._exceptions import (
     RequestValidationError,
     TrioAPIError,
 )
-from ._hypercorn import find_config, install_guard
+from ._hypercorn import WHOLE_BODY_HTTP_VERSIONS, find_config, install_guard, whole_body_sends
 from ._lifespan import handle_lifespan
 from ._params import CallKind, Depends
 from ._requests import (
@@ -186,6 +186,10 @@ class TrioAPI(APIRouter):
         self.redirect_slashes = redirect_slashes
         self.state = State()
         self._table = RouteTable()
+        # Set at each startup: does the server write a body message whole or
+        # not at all (hypercorn's HTTP/1)? Then no cancel scope shields the
+        # final send (``_responses.send_final``).
+        self._whole_body_sends = False
         self._handlers: dict[type[BaseException] | int, ExceptionHandler] = {
             HTTPException: _http_exception_handler,
             RequestValidationError: _validation_handler,
@@ -357,7 +361,13 @@ class TrioAPI(APIRouter):
         sent = False
         try:
             sent = await self._deliver(
-                response, scope, send, shield=ctx.wants_background, receive=watch
+                response,
+                scope,
+                send,
+                shield=ctx.wants_background,
+                receive=watch,
+                whole_body_sends=self._whole_body_sends
+                and scope["http_version"] in WHOLE_BODY_HTTP_VERSIONS,
             )
         finally:
             await self._after_response(ctx, error, sent)
@@ -370,11 +380,16 @@ class TrioAPI(APIRouter):
         *,
         shield: bool = False,
         receive: Receive | None = None,
+        whole_body_sends: bool = False,
     ) -> bool:
         """Sends ``response``; True once its final message was handed to the server."""
         try:
             await response.send_to(
-                send, head=scope["method"] == "HEAD", shield=shield, receive=receive
+                send,
+                head=scope["method"] == "HEAD",
+                shield=shield,
+                receive=receive,
+                whole_body_sends=whole_body_sends,
             )
         except TRANSPORT_GONE:
             logger.debug(
@@ -496,9 +511,11 @@ class TrioAPI(APIRouter):
         if body is not None:
             self.body_timeout = body or None
         config = find_config()
+        self._whole_body_sends = False
         if config is None:
             return
         install_guard()
+        self._whole_body_sends = whole_body_sends()
         drain = self.background.drain_timeout
         shutdown_timeout = float(config.shutdown_timeout)
         graceful_timeout = float(config.graceful_timeout)

@@ -45,7 +45,6 @@ import socket
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
-from importlib import metadata
 from random import randint
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, final
@@ -61,7 +60,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     msg = "trioapi's in-memory server harness needs httpx: pip install 'trioapi[testing]'"
     raise ImportError(msg) from error
 
-from ._hypercorn import GuardedTCPServer
+from ._hypercorn import HYPERCORN_RANGE, GuardedTCPServer, hypercorn_version
 from ._requests import Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -80,8 +79,6 @@ __all__ = [
     "default_config",
 ]
 
-HYPERCORN_RANGE = ((0, 18), (0, 19))
-"""Versions the harness was checked against: at least the first, below the second."""
 
 _RECHECK = (
     "trioapi's in-memory server (trioapi._harness) rebuilds hypercorn.trio.run.worker_serve "
@@ -153,17 +150,10 @@ def check_hypercorn() -> None:
             class, method, signature or config attribute the harness uses has
             changed; the message names it.
     """
-    try:
-        version = metadata.version("hypercorn")
-    except metadata.PackageNotFoundError:  # pragma: no cover - imported above
-        version = "unknown"
-    try:
-        major_minor = tuple(int(part) for part in version.split(".")[:2])
-    except ValueError:
-        major_minor = ()
+    version, supported = hypercorn_version()
     low, high = HYPERCORN_RANGE
     _require(
-        low <= major_minor < high,
+        supported,
         f"hypercorn {version} is outside the range the harness supports "
         f"(>={low[0]}.{low[1]},<{high[0]}.{high[1]})",
     )

@@ -1,8 +1,8 @@
 """What trioapi knows about hypercorn's trio server (hypercorn 0.18).
 
-Two things live here, both tied to hypercorn's internals (the version range is
-pinned in ``pyproject.toml``; the in-memory harness checks these internals and
-fails loudly if they move):
+Three things live here, all tied to hypercorn's internals (the version range
+is pinned in ``pyproject.toml`` and in :data:`HYPERCORN_RANGE`; the in-memory
+harness checks these internals and fails loudly if they move):
 
 - :func:`find_config`: ASGI gives an app no view of its server's settings,
   but the lifespan call is made by hypercorn's ``Lifespan.handle_lifespan``,
@@ -19,12 +19,22 @@ fails loudly if they move):
   could take a server down. The guard treats it as the closed connection it
   is. :func:`install_guard` puts it in place of hypercorn's class when the
   app starts under hypercorn (hypercorn looks the class up after startup).
+
+- :func:`whole_body_sends`: in hypercorn's HTTP/1 path, an ``http.response.body``
+  message with ``more_body=True`` raises ``Cancelled`` only *before* any of
+  its bytes are written (at the send lock), never after: the write itself is
+  shielded, and nothing after it checkpoints until the call returns. The app
+  relies on this to keep "response delivered" and "tasks handed over"
+  together without a cancel scope of its own (``_responses.send_final``).
+  HTTP/2 queues the data and then waits on flow control, so it does not
+  qualify. ``tests/test_harness.py`` checks the property on the real code.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from importlib import metadata
 from typing import Any
 
 import trio
@@ -32,6 +42,34 @@ from hypercorn.events import Closed
 from hypercorn.trio.tcp_server import TCPServer
 
 logger = logging.getLogger("trioapi")
+
+HYPERCORN_RANGE = ((0, 18), (0, 19))
+"""The hypercorn versions trioapi was checked against: at least the first, below the second."""
+
+WHOLE_BODY_HTTP_VERSIONS = frozenset({"1.0", "1.1"})
+"""``scope["http_version"]`` values whose body sends have the property above."""
+
+
+def hypercorn_version() -> tuple[str, bool]:
+    """hypercorn's installed version, and whether it is inside :data:`HYPERCORN_RANGE`."""
+    try:
+        version = metadata.version("hypercorn")
+    except metadata.PackageNotFoundError:  # pragma: no cover - hypercorn is a dependency
+        return "unknown", False
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return version, False
+    low, high = HYPERCORN_RANGE
+    return version, low <= major_minor < high
+
+
+def whole_body_sends() -> bool:
+    """Whether this hypercorn's HTTP/1 body sends are cancelled only before writing.
+
+    Only for the checked versions; any other falls back to shielding.
+    """
+    return hypercorn_version()[1]
 
 
 class GuardedTCPServer(TCPServer):

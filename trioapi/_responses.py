@@ -1,13 +1,16 @@
 """Response classes and the JSON encoder.
 
-A response knows how to send itself over ASGI. The last ``http.response.body``
-message is always sent inside a shielded cancel scope: when hypercorn's
-``graceful_timeout`` expires it cancels the request call, and it can do so
-after the final bytes are already on the wire. Shielding that one send makes
+A response knows how to send itself over ASGI. When background tasks depend
+on it, its last body message cannot be cut in two by a cancellation: when
+hypercorn's ``graceful_timeout`` expires it cancels the request call, and it
+can do so after the final bytes are already on the wire. Either the final
+message is sent inside a shielded cancel scope, or, where the server writes
+a body message whole or not at all (hypercorn's HTTP/1, see ``_hypercorn``),
+the body goes out as its own message and the empty end after it. Both make
 "the client got the whole response" and "the request's background tasks were
 handed over" the same event, so a client can never get a 2xx for work that
-was then dropped. Hypercorn already shields the socket write itself, so this
-adds no unbounded wait of its own.
+was then dropped. Hypercorn already shields the socket write itself, so
+neither adds an unbounded wait of its own.
 """
 
 from __future__ import annotations
@@ -256,19 +259,31 @@ class Response:
         head: bool = False,
         shield: bool = False,
         receive: Receive | None = None,
+        whole_body_sends: bool = False,
     ) -> None:
         """Sends the response.
 
         Args:
             send: The ASGI send callable.
             head: Leave the body out (a ``HEAD`` request).
-            shield: Shield the final message from cancellation; the app asks
-                for it when background tasks depend on the response going out.
+            shield: Keep a cancellation from splitting the final message; the
+                app asks for it when background tasks depend on the response
+                going out.
             receive: The request's receive callable, for responses that watch
                 for the client leaving (``StreamingResponse``); unused here.
+            whole_body_sends: The server writes a body message whole or
+                raises ``Cancelled`` before writing any of it (hypercorn's
+                HTTP/1); ``shield`` then needs no cancel scope, because the
+                ``Content-Length`` body completes the response on its own.
         """
         await send(self._start_message())
-        await send_final(send, b"" if head else self.body, shield)
+        if whole_body_sends and shield and not self._framed_by_length():
+            whole_body_sends = False  # chunked: the end message writes the last chunk
+        await send_final(send, b"" if head else self.body, shield, whole_body_sends)
+
+    def _framed_by_length(self) -> bool:
+        # Always true unless someone removed the Content-Length this class sets.
+        return any(name == b"content-length" for name, _ in self._raw_headers)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.status_code}>"
@@ -279,13 +294,22 @@ _CONTENT_TYPES: dict[tuple[str, str], bytes] = {}
 TRANSPORT_GONE = (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError)
 
 
-async def send_final(send: Send, body: bytes, shield: bool) -> None:
-    """Sends the last body message: once called, the response is handed over.
+async def send_final(send: Send, body: bytes, shield: bool, whole_body_sends: bool = False) -> None:
+    """Sends the last body message: once it returns, the response is handed over.
 
     With ``shield``, a cancellation cannot split "bytes on the wire" from
     "tasks handed to the runtime"; the app shields whenever the request has
     background tasks (without any there is nothing to keep consistent, and a
     cancel scope costs about as much as the rest of a small response).
+
+    With ``whole_body_sends`` too (only for a body whose length the headers
+    give), no cancel scope is needed: the body is sent with ``more_body`` and
+    the server either raises ``Cancelled`` before writing it (nothing
+    delivered, and the exception says so) or writes all of it, which
+    completes the response. The empty end message after it writes nothing
+    the client needs; a cancellation raised there is dropped, so this returns
+    as a shielded send would. Trio raises it again at the task's next
+    checkpoint: the scope is still cancelled.
 
     Transport errors are swallowed here: hypercorn's trio ``TCPServer`` closes
     the stream (``send_eof``) outside its send lock when the client hangs up,
@@ -293,13 +317,18 @@ async def send_final(send: Send, body: bytes, shield: bool) -> None:
     body already went out (a client that closes right after reading a 413
     triggers it on most tries).
     """
-    message = {"type": "http.response.body", "body": body}
     try:
-        if shield:
-            with trio.CancelScope(shield=True):
-                await send(message)
+        if not shield:
+            await send({"type": "http.response.body", "body": body})
+        elif whole_body_sends:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            try:
+                await send({"type": "http.response.body", "body": b""})
+            except trio.Cancelled:
+                logger.debug("the request was cancelled after its whole response was written")
         else:
-            await send(message)
+            with trio.CancelScope(shield=True):
+                await send({"type": "http.response.body", "body": body})
     except TRANSPORT_GONE as error:
         logger.debug("the client closed the connection as the response ended: %r", error)
 
@@ -402,6 +431,7 @@ class StreamingResponse(Response):
         head: bool = False,
         shield: bool = False,
         receive: Receive | None = None,
+        whole_body_sends: bool = False,
     ) -> None:
         """Sends the head, then each chunk as the iterator produces it.
 
@@ -411,6 +441,9 @@ class StreamingResponse(Response):
                 client left, and the stream stops with ``BrokenResourceError``
                 (hypercorn silently drops writes to a closed connection, so an
                 endless stream would otherwise run on until shutdown).
+            whole_body_sends: Not used: the server frames a stream itself
+                (chunked), so its end message writes bytes the client needs,
+                and ``shield`` always takes a cancel scope.
         """
         await send(self._start_message())
         if not head:
