@@ -173,8 +173,10 @@ def _response_shaper(path: str, model: Any) -> Callable[[Any], Any] | None:
     return shape
 
 
-@attrs.frozen
+@attrs.define
 class Found:
+    # Not frozen: a frozen attrs class takes twice as long to build, and one
+    # is built per request.
     route: APIRoute
     params: dict[str, str]
 
