@@ -65,6 +65,18 @@ def encoded_default(value: Any) -> Any:
     return str(value)
 
 
+async def get_returning(value: Any) -> httpx.Response:
+    """The response to ``GET /`` from an app whose endpoint returns ``value``."""
+    app = TrioAPI()
+
+    @app.get("/")
+    async def read() -> Any:
+        return value
+
+    async with TestClient(app) as client:
+        return await client.get("/")
+
+
 def cyclic() -> dict[str, Any]:
     content: dict[str, Any] = {"items": []}
     content["items"].append(content)
@@ -81,14 +93,7 @@ def cyclic() -> dict[str, Any]:
 async def test_content_json_cannot_encode_is_a_500_whose_log_says_why(
     value: Any, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = TrioAPI()
-
-    @app.get("/")
-    async def read() -> Any:
-        return value
-
-    async with TestClient(app) as client:
-        response = await client.get("/")
+    response = await get_returning(value)
     assert response.status_code == 500
     [record] = error_records(caplog)
     assert record.exc_info is not None
@@ -126,14 +131,7 @@ async def test_plain_return_values_are_sent_as_json(value: Any, body: bytes | No
         body = json.dumps(
             value, separators=(",", ":"), ensure_ascii=False, default=encoded_default
         ).encode()
-    app = TrioAPI()
-
-    @app.get("/")
-    async def read() -> Any:
-        return value
-
-    async with TestClient(app) as client:
-        response = await client.get("/")
+    response = await get_returning(value)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.content == body
