@@ -25,6 +25,7 @@ import pytest
 import trio
 import trio.testing
 from hypercorn.config import Config
+from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.utils import LifespanFailureError, LifespanTimeoutError
 
 from trioapi import BackgroundTasks, JSONResponse, Request, TrioAPI, serve
@@ -38,7 +39,7 @@ from trioapi._harness import (
     _Socket,
     check_hypercorn,
 )
-from trioapi._hypercorn import whole_body_sends
+from trioapi._hypercorn import hypercorn_version, sends_whole_bodies
 from trioapi.testing import TestClient
 
 from ._asgi import http_scope
@@ -538,22 +539,6 @@ async def test_hypercorn_cancels_a_body_send_before_writing_any_of_it(
     assert rest.endswith(b"\r\n\r\n")
 
 
-async def test_a_2xx_whose_body_never_left_has_its_task_skipped(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with InMemoryServer(order_app()) as server:
-        _, rest = await slow_reader_request(server, "/order", read_head=False)
-        report = await server.shutdown()
-        assert now() == 5
-
-    # The client got a head promising 19 bytes of body that never came: an
-    # incomplete response, so the task was not handed over.
-    assert rest.startswith(b"HTTP/1.1 200 \r\ncontent-length: 19\r\n")
-    assert rest.endswith(b"\r\n\r\n")
-    assert report is not None
-    assert (report.completed, report.skipped) == (0, 1)
-
-
 def order_app(*, content_length: bool = True) -> TrioAPI:
     app = TrioAPI()
 
@@ -571,67 +556,79 @@ def order_app(*, content_length: bool = True) -> TrioAPI:
     return app
 
 
-async def body_messages(app: TrioAPI, http_version: str) -> list[tuple[bytes, bool]]:
-    """Calls ``app`` for ``GET /order`` as a server speaking ``http_version`` would.
+def behind_a_middleware(app: TrioAPI) -> Any:
+    """``app`` behind a pass-through ASGI middleware: its send is not hypercorn's."""
 
-    Returns each body message as ``(body, more_body)``.
-    """
-    scope = http_scope("/order")
-    scope["http_version"] = http_version
-    sent: list[tuple[bytes, bool]] = []
+    async def middleware(scope: Any, receive: Any, send: Any) -> None:
+        async def passed_on(message: Any) -> None:
+            await send(message)
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        await app(scope, receive, passed_on)
 
-    async def send(message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.body":
-            sent.append((message["body"], message.get("more_body", False)))
-
-    await app(scope, receive, send)
-    return sent
-
-
-BODY = b'{"status":"placed"}'
+    return middleware
 
 
 @pytest.mark.parametrize(
-    ("http_version", "expected"),
+    ("setting", "completed", "skipped"),
     [
-        pytest.param("1.1", [(BODY, True), (b"", False)], id="HTTP/1.1: body, then end"),
-        pytest.param("1.0", [(BODY, True), (b"", False)], id="HTTP/1.0: body, then end"),
-        pytest.param("2", [(BODY, False)], id="HTTP/2: one shielded message"),
+        # The body send raised before writing: no response, no task.
+        pytest.param("plain", 0, 1, id="hypercorn's send, Content-Length: body apart"),
+        # The shield wrote the body at t=5 instead, and the task ran.
+        pytest.param("chunked", 1, 0, id="chunked: shielded"),
+        pytest.param("middleware", 1, 0, id="a middleware's send: shielded"),
+        pytest.param("unchecked", 1, 0, id="an unchecked hypercorn version: shielded"),
     ],
 )
-async def test_under_hypercorn_only_http1_sends_the_body_apart_from_its_end(
-    http_version: str, expected: list[tuple[bytes, bool]]
+async def test_a_request_cancelled_as_its_head_is_written_is_whole_or_has_no_task(
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str,
+    completed: int,
+    skipped: int,
 ) -> None:
-    app = order_app()
-    async with InMemoryServer(app):
-        assert await body_messages(app, http_version) == expected
+    app = order_app(content_length=setting != "chunked")
+    server = InMemoryServer(behind_a_middleware(app) if setting == "middleware" else app)
+    if setting == "unchecked":  # as the app's startup will read it
+        monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.19.0")
+    async with server:
+        _, rest = await slow_reader_request(server, "/order", read_head=False)
+        await server.shutdown()
+        assert now() == 5
+
+    report = app.background.last_report
+    assert report is not None
+    assert (report.completed, report.skipped) == (completed, skipped)
+    assert rest.startswith(b"HTTP/1.1 200 ")
+    if completed:
+        assert parse_response(rest).body == b'{"status":"placed"}'
+    else:
+        # A head promising 19 bytes of body that never came: an incomplete
+        # response, so its task was not handed over.
+        assert b"\r\ncontent-length: 19\r\n" in rest
+        assert rest.endswith(b"\r\n\r\n")
 
 
-async def test_a_body_without_content_length_keeps_its_final_message_whole() -> None:
-    # The server then frames it (chunked): the end message writes the last chunk.
-    app = order_app(content_length=False)
-    async with InMemoryServer(app):
-        assert await body_messages(app, "1.1") == [(BODY, False)]
+def test_only_hypercorns_own_http1_send_is_trusted_with_whole_bodies() -> None:
+    hypercorns_send = HTTPStream.app_send.__get__(object())  # bound, as hypercorn passes it
 
-
-async def test_outside_hypercorn_the_final_message_stays_whole() -> None:
-    # Another server's body sends may be cancelled after writing: the shield stays.
-    app = order_app()
-    async with InMemoryServer(app):
+    async def middlewares_send(message: Any) -> None:
         pass
-    async with TestClient(app):
-        assert await body_messages(app, "1.1") == [(BODY, False)]
+
+    scope = http_scope("/")
+    assert sends_whole_bodies(hypercorns_send, scope)
+    assert sends_whole_bodies(hypercorns_send, {**scope, "http_version": "1.0"})
+    assert not sends_whole_bodies(hypercorns_send, {**scope, "http_version": "2"})
+    assert not sends_whole_bodies(middlewares_send, scope)
 
 
-@pytest.mark.parametrize(("version", "whole"), [("0.18.0", True), ("0.19.0", False), ("x", False)])
-def test_only_a_checked_hypercorn_is_trusted_with_whole_body_sends(
-    monkeypatch: pytest.MonkeyPatch, version: str, whole: bool
+@pytest.mark.parametrize(
+    ("version", "checked"), [("0.18.0", True), ("0.19.0", False), ("x", False)]
+)
+def test_only_a_checked_hypercorn_is_trusted_with_whole_bodies(
+    monkeypatch: pytest.MonkeyPatch, version: str, checked: bool
 ) -> None:
     monkeypatch.setattr(importlib.metadata, "version", lambda name: version)
-    assert whole_body_sends() is whole
+    assert hypercorn_version() == (version, checked)
 
 
 async def test_a_2xx_that_reached_the_client_always_has_its_task_handed_over(

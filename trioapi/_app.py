@@ -33,7 +33,7 @@ from ._exceptions import (
     RequestValidationError,
     TrioAPIError,
 )
-from ._hypercorn import WHOLE_BODY_HTTP_VERSIONS, find_config, install_guard, whole_body_sends
+from ._hypercorn import find_config, hypercorn_version, install_guard, sends_whole_bodies
 from ._lifespan import handle_lifespan
 from ._params import CallKind, Depends
 from ._requests import (
@@ -186,10 +186,10 @@ class TrioAPI(APIRouter):
         self.redirect_slashes = redirect_slashes
         self.state = State()
         self._table = RouteTable()
-        # Set at each startup: does the server write a body message whole or
-        # not at all (hypercorn's HTTP/1)? Then no cancel scope shields the
-        # final send (``_responses.send_final``).
-        self._whole_body_sends = False
+        # Set at each startup: served by a hypercorn whose send path was
+        # checked? Then a request whose send is hypercorn's own, on HTTP/1,
+        # needs no cancel scope around its final send (``_hypercorn``).
+        self._checked_hypercorn = False
         self._handlers: dict[type[BaseException] | int, ExceptionHandler] = {
             HTTPException: _http_exception_handler,
             RequestValidationError: _validation_handler,
@@ -366,8 +366,7 @@ class TrioAPI(APIRouter):
                 send,
                 shield=ctx.wants_background,
                 receive=watch,
-                whole_body_sends=self._whole_body_sends
-                and scope["http_version"] in WHOLE_BODY_HTTP_VERSIONS,
+                whole_body_sends=self._checked_hypercorn and sends_whole_bodies(send, scope),
             )
         finally:
             await self._after_response(ctx, error, sent)
@@ -511,11 +510,11 @@ class TrioAPI(APIRouter):
         if body is not None:
             self.body_timeout = body or None
         config = find_config()
-        self._whole_body_sends = False
+        self._checked_hypercorn = False
         if config is None:
             return
         install_guard()
-        self._whole_body_sends = whole_body_sends()
+        self._checked_hypercorn = hypercorn_version()[1]
         drain = self.background.drain_timeout
         shutdown_timeout = float(config.shutdown_timeout)
         graceful_timeout = float(config.graceful_timeout)

@@ -20,14 +20,17 @@ harness checks these internals and fails loudly if they move):
   is. :func:`install_guard` puts it in place of hypercorn's class when the
   app starts under hypercorn (hypercorn looks the class up after startup).
 
-- :func:`whole_body_sends`: in hypercorn's HTTP/1 path, an ``http.response.body``
-  message with ``more_body=True`` raises ``Cancelled`` only *before* any of
-  its bytes are written (at the send lock), never after: the write itself is
-  shielded, and nothing after it checkpoints until the call returns. The app
-  relies on this to keep "response delivered" and "tasks handed over"
-  together without a cancel scope of its own (``_responses.send_final``).
-  HTTP/2 queues the data and then waits on flow control, so it does not
-  qualify. ``tests/test_harness.py`` checks the property on the real code.
+- :func:`sends_whole_bodies`: in hypercorn's HTTP/1 path, an
+  ``http.response.body`` message with ``more_body=True`` raises ``Cancelled``
+  only *before* any of its bytes are written (at the send lock), never after:
+  the write itself is shielded, and nothing after it checkpoints until the
+  call returns. The app relies on this to keep "response delivered" and
+  "tasks handed over" together without a cancel scope of its own
+  (``_responses.send_final``), but only where the ``send`` it was given is
+  hypercorn's own (an ASGI middleware around the app may buffer the body
+  and write it later) and for the checked versions. HTTP/2 queues the data
+  and then waits on flow control, so it does not qualify.
+  ``tests/test_harness.py`` checks the property on the real code.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any
 
 import trio
 from hypercorn.events import Closed
+from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.trio.tcp_server import TCPServer
 
 logger = logging.getLogger("trioapi")
@@ -64,12 +68,17 @@ def hypercorn_version() -> tuple[str, bool]:
     return version, low <= major_minor < high
 
 
-def whole_body_sends() -> bool:
-    """Whether this hypercorn's HTTP/1 body sends are cancelled only before writing.
+def sends_whole_bodies(send: Any, scope: Any) -> bool:
+    """Whether ``send`` writes a body message whole or raises before writing any of it.
 
-    Only for the checked versions; any other falls back to shielding.
+    True only for hypercorn's own send (not a middleware's) on HTTP/1; the
+    caller also checks, once, that hypercorn's version is a checked one
+    (:func:`hypercorn_version`).
     """
-    return hypercorn_version()[1]
+    return (
+        getattr(send, "__func__", None) is HTTPStream.app_send
+        and scope["http_version"] in WHOLE_BODY_HTTP_VERSIONS
+    )
 
 
 class GuardedTCPServer(TCPServer):
