@@ -359,14 +359,17 @@ class TrioAPI(APIRouter):
             await self._deliver(response, scope, send, receive=watch)
             return
         sent = False
+        shield = ctx.wants_background
         try:
             sent = await self._deliver(
                 response,
                 scope,
                 send,
-                shield=ctx.wants_background,
+                shield=shield,
                 receive=watch,
-                whole_body_sends=self._checked_hypercorn and sends_whole_bodies(send, scope),
+                whole_body_sends=shield
+                and self._checked_hypercorn
+                and sends_whole_bodies(send, scope),
             )
         finally:
             await self._after_response(ctx, error, sent)
