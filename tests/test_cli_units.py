@@ -10,8 +10,8 @@ import pytest
 from hypercorn.config import Config
 
 from trioapi import TrioAPI
-from trioapi._cli import build_parser, configure, load_app
-from trioapi._serve import DEFAULT_BACKLOG, SHUTDOWN_MARGIN, Server, make_config
+from trioapi._server.cli import build_parser, configure, load_app
+from trioapi._server.serve import DEFAULT_BACKLOG, SHUTDOWN_MARGIN, Server, make_config
 
 
 def test_load_app_imports_module_and_attribute() -> None:

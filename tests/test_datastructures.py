@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trioapi import Headers, MalformedRequestError, QueryParams, State
-from trioapi._datastructures import parse_cookies
+from trioapi._http.datastructures import parse_cookies
 
 
 def test_headers_are_case_insensitive_and_multi_valued() -> None:

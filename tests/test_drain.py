@@ -546,7 +546,7 @@ async def test_cancelled_task_names_are_kept_up_to_a_bound_and_counted_beyond_it
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("trioapi._background.REPORT_NAMES", 100)
+    monkeypatch.setattr("trioapi._runtime.background.REPORT_NAMES", 100)
     app = TrioAPI(drain_timeout=1)
 
     async def forever() -> None:

@@ -1,7 +1,7 @@
 """Fault injection: what the client sees, what is logged, what the drain report says.
 
 Each test injects one fault into an app served by hypercorn's real trio
-worker (the in-memory harness, ``trioapi._harness``) under pytest-trio's
+worker (the in-memory harness, ``trioapi._server.harness``) under pytest-trio's
 ``autojump_clock``, so every timeout fires at an exact virtual time. Each
 test also runs a bystander request alongside the fault and checks that it
 was not disturbed: it gets its 200 and its background task completes.
@@ -27,11 +27,11 @@ import trio.testing
 from hypercorn.utils import LifespanFailureError
 
 import trioapi
-import trioapi._serve
+import trioapi._server.serve
 from trioapi import BackgroundTasks, Depends, Request, Response, TrioAPI
-from trioapi._background import DrainReport, RuntimeState, TaskHandle, TaskState
-from trioapi._harness import InMemoryServer
-from trioapi._responses import StreamingResponse
+from trioapi._http.responses import StreamingResponse
+from trioapi._runtime.background import DrainReport, RuntimeState, TaskHandle, TaskState
+from trioapi._server.harness import InMemoryServer
 
 
 def now() -> float:
@@ -759,7 +759,7 @@ async def test_a_client_that_stops_reading_cannot_keep_the_tasks_from_being_drai
     async def firehose() -> Response:
         return Response(b"x" * (32 << 20))  # far more than the socket buffers hold
 
-    hypercorn_config = trioapi._serve.make_config(app, "127.0.0.1:0")
+    hypercorn_config = trioapi._server.serve.make_config(app, "127.0.0.1:0")
     hypercorn_config.graceful_timeout = 0.2
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:

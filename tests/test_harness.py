@@ -29,7 +29,7 @@ from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.utils import LifespanFailureError, LifespanTimeoutError
 
 from trioapi import BackgroundTasks, JSONResponse, Request, TrioAPI, serve
-from trioapi._harness import (
+from trioapi._server.harness import (
     WORKER_SERVE_NAMES,
     ClientResponse,
     InMemoryServer,
@@ -39,7 +39,7 @@ from trioapi._harness import (
     _Socket,
     check_hypercorn,
 )
-from trioapi._hypercorn import hypercorn_version, sends_whole_bodies
+from trioapi._server.hypercorn import hypercorn_version, sends_whole_bodies
 from trioapi.testing import TestClient
 
 from ._asgi import http_scope
@@ -504,7 +504,7 @@ async def record_sends(
 
 
 # What trioapi relies on instead of a cancel scope under hypercorn's HTTP/1
-# (trioapi._hypercorn.whole_body_sends): a body message is written whole, or
+# (trioapi._server.hypercorn.whole_body_sends): a body message is written whole, or
 # Cancelled is raised before any of it is. The next two tests pin both halves
 # on hypercorn's real code; if an update moves a checkpoint, they fail.
 

@@ -2,7 +2,7 @@
 
 Each example runs in a fresh ``trio.run`` under ``MockClock(autojump_threshold=0)``
 (hypothesis drives a sync test; the trio run is the example). HTTP examples
-go through hypercorn's real trio worker in memory (``trioapi._harness``), as
+go through hypercorn's real trio worker in memory (``trioapi._server.harness``), as
 raw bytes, so hypercorn's parsing is part of what is tested. Examples are
 derandomized and the example database is off: the same examples run on
 every machine, and nothing is written next to the code.
@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from trioapi import BackgroundTasks, Body, Header, TrioAPI
-from trioapi._background import BackgroundRuntime, RuntimeState, TaskHandle
 from trioapi._exceptions import BackgroundClosedError
-from trioapi._harness import InMemoryServer
+from trioapi._runtime.background import BackgroundRuntime, RuntimeState, TaskHandle
+from trioapi._server.harness import InMemoryServer
 
 SETTINGS = settings(
     max_examples=60,

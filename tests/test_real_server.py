@@ -235,7 +235,7 @@ async def test_real_server_survives_the_request_that_used_to_stop_hypercorn(
     # unguarded TCPServer let the BusyResourceError stop the whole server.
     import hypercorn.trio.run
 
-    from trioapi._hypercorn import GuardedTCPServer
+    from trioapi._server.hypercorn import GuardedTCPServer
 
     broken = (
         b"POST /no-such-route HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"

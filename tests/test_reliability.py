@@ -1,7 +1,7 @@
 """The server survives any input: limits, malformed requests, and a raw-bytes fuzz.
 
 Everything except the first test goes through hypercorn's real trio worker
-in memory (``trioapi._harness``) under pytest-trio's ``autojump_clock``: raw
+in memory (``trioapi._server.harness``) under pytest-trio's ``autojump_clock``: raw
 bytes in, raw bytes out, every timeout at an exact virtual time. For each
 input the test records what the client saw (status codes, or a clean close),
 checks that nothing was logged at ERROR, and checks that a normal request on
@@ -35,10 +35,10 @@ import trio.testing
 from hypercorn.config import Config
 
 from trioapi import BackgroundTasks, Body, Request, TrioAPI
-from trioapi._cli import build_parser, configure
-from trioapi._harness import InMemoryServer, default_config
-from trioapi._responses import StreamingResponse
-from trioapi._serve import (
+from trioapi._http.responses import StreamingResponse
+from trioapi._server.cli import build_parser, configure
+from trioapi._server.harness import InMemoryServer, default_config
+from trioapi._server.serve import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_MAX_HEAD_SIZE,

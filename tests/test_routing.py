@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from trioapi import APIRoute, APIRouter, Depends, RouteDefinitionError
-from trioapi._routing import (
+from trioapi._http.routing import (
     Found,
     MethodNotAllowed,
     NotFound,

@@ -28,9 +28,10 @@ import pytest
 import trio
 import trio.testing
 
-from trioapi import BackgroundTasks, TaskHandle, TaskState, TrioAPI, _threads
-from trioapi._background import GROUPS_PER_TURN, IDLE_RUNNERS, UNWIND_GRACE, _in_context
-from trioapi._threads import HOLD_LIMIT, HOLD_SECONDS, ThreadPool
+from trioapi import BackgroundTasks, TaskHandle, TaskState, TrioAPI
+from trioapi._runtime import threads as _threads
+from trioapi._runtime.background import GROUPS_PER_TURN, IDLE_RUNNERS, UNWIND_GRACE, _in_context
+from trioapi._runtime.threads import HOLD_LIMIT, HOLD_SECONDS, ThreadPool
 
 from ._pool import until_sync_job_sent
 

@@ -30,7 +30,7 @@ from trioapi import (
     RouteDefinitionError,
     TrioAPI,
 )
-from trioapi._convert import (
+from trioapi._http.convert import (
     Constraints,
     ConversionError,
     body_errors,
@@ -38,7 +38,7 @@ from trioapi._convert import (
     sequence_item,
     string_converter,
 )
-from trioapi._params import REQUIRED, CallKind, Dependant, Field, Special, analyse
+from trioapi._http.params import REQUIRED, CallKind, Dependant, Field, Special, analyse
 
 
 class Color(enum.StrEnum):

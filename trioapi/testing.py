@@ -35,11 +35,11 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from hypercorn.config import Config
 
-from ._harness import WAIT_BACKGROUND, ClientConnection, InMemoryServer, InMemoryTransport
+from ._server.harness import WAIT_BACKGROUND, ClientConnection, InMemoryServer, InMemoryTransport
 
 if TYPE_CHECKING:
-    from ._app import TrioAPI
-    from ._background import DrainReport, TaskHandle
+    from ._http.app import TrioAPI
+    from ._runtime.background import DrainReport, TaskHandle
 
 __all__ = ["ClientConnection", "InMemoryServer", "TestClient"]
 

@@ -23,9 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from ._background import UNWIND_GRACE, BackgroundRuntime, RuntimeState, TaskHandle
-from ._datastructures import State
-from ._exceptions import (
+from .._exceptions import (
     BackgroundCapacityError,
     BackgroundClosedError,
     HTTPException,
@@ -33,10 +31,12 @@ from ._exceptions import (
     RequestValidationError,
     TrioAPIError,
 )
-from ._hypercorn import find_config, hypercorn_version, install_guard, sends_whole_bodies
-from ._lifespan import handle_lifespan
-from ._params import CallKind, Depends
-from ._requests import (
+from .._runtime.background import UNWIND_GRACE, BackgroundRuntime, RuntimeState, TaskHandle
+from .._server.hypercorn import find_config, hypercorn_version, install_guard, sends_whole_bodies
+from .datastructures import State
+from .lifespan import handle_lifespan
+from .params import CallKind, Depends
+from .requests import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_BODY_SIZE,
     ClientDisconnect,
@@ -45,7 +45,7 @@ from ._requests import (
     Scope,
     Send,
 )
-from ._responses import (
+from .responses import (
     TRANSPORT_GONE,
     JSONResponse,
     RedirectResponse,
@@ -53,8 +53,8 @@ from ._responses import (
     StreamingResponse,
     _no_body,
 )
-from ._routing import APIRoute, APIRouter, Found, MethodNotAllowed, RouteTable
-from ._solve import RequestContext, call, request_has_body, resolve, solve, teardown
+from .routing import APIRoute, APIRouter, Found, MethodNotAllowed, RouteTable
+from .solve import RequestContext, call, request_has_body, resolve, solve, teardown
 
 logger = logging.getLogger("trioapi")
 error_logger = logging.getLogger("trioapi.error")

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from ._background import BackgroundTasks
-from ._convert import ConversionError, body_errors, error_entry
-from ._datastructures import QueryParams
-from ._params import REQUIRED, CallKind, Dependant, Field, Special, SubDependency
-from ._requests import Receive, Request, Scope
-from ._responses import Response
+from .._runtime.background import BackgroundTasks
+from .convert import ConversionError, body_errors, error_entry
+from .datastructures import QueryParams
+from .params import REQUIRED, CallKind, Dependant, Field, Special, SubDependency
+from .requests import Receive, Request, Scope
+from .responses import Response
 
 if TYPE_CHECKING:
-    from ._background import BackgroundRuntime
+    from .._runtime.background import BackgroundRuntime
 
 logger = logging.getLogger("trioapi.error")
 

@@ -30,7 +30,8 @@ from typing import Annotated, Any, final, get_args, get_origin
 
 import attrs
 
-from ._convert import (
+from .._exceptions import RouteDefinitionError
+from .convert import (
     BodyStructurer,
     Constraints,
     StrConverter,
@@ -41,7 +42,6 @@ from ._convert import (
     strip_optional,
     type_name,
 )
-from ._exceptions import RouteDefinitionError
 
 
 @final
@@ -290,9 +290,9 @@ def describe(call: Callable[..., Any]) -> str:
 def _specials() -> dict[type[Any], Special]:
     # Imported here: these modules import nothing from this one, but keeping
     # the import local keeps analysis importable on its own for tests.
-    from ._background import BackgroundTasks
-    from ._requests import Request
-    from ._responses import Response
+    from .._runtime.background import BackgroundTasks
+    from .requests import Request
+    from .responses import Response
 
     return {
         Request: Special.REQUEST,

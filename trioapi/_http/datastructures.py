@@ -7,7 +7,7 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any, final
 from urllib.parse import parse_qsl
 
-from ._exceptions import MalformedRequestError
+from .._exceptions import MalformedRequestError
 
 
 @final

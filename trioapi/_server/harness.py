@@ -60,13 +60,13 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     msg = "trioapi's in-memory server harness needs httpx: pip install 'trioapi[testing]'"
     raise ImportError(msg) from error
 
-from ._hypercorn import HYPERCORN_RANGE, GuardedTCPServer, hypercorn_version
-from ._requests import Receive, Scope, Send
+from .._http.requests import Receive, Scope, Send
+from .hypercorn import HYPERCORN_RANGE, GuardedTCPServer, hypercorn_version
 
 if TYPE_CHECKING:
     from hypercorn.config import Config
 
-    from ._background import DrainReport, TaskHandle
+    from .._runtime.background import DrainReport, TaskHandle
 
 __all__ = [
     "ClientConnection",
@@ -557,8 +557,8 @@ def default_config(app: object) -> Config:
     """
     from hypercorn.config import Config
 
-    from ._app import TrioAPI
-    from ._serve import make_config
+    from .._http.app import TrioAPI
+    from .serve import make_config
 
     config = make_config(app) if isinstance(app, TrioAPI) else Config()
     config.errorlog = logging.getLogger("hypercorn.error")

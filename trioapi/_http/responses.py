@@ -37,8 +37,8 @@ from typing import Any, Literal, final
 import attrs
 import trio
 
-from ._convert import body_converter
-from ._requests import Receive, Send
+from .convert import body_converter
+from .requests import Receive, Send
 
 logger = logging.getLogger("trioapi")
 

@@ -20,7 +20,7 @@ matters under hypercorn). A runner runs a group's tasks one after another in
 the order they were added, then takes the next group; groups run
 concurrently, up to ``max_running`` of them. A group of one sync task without
 a timeout skips the runners: its job goes straight to the worker threads
-(``_threads.py``), which run sync callables up to ``max_threads`` at once.
+(``_runtime/threads.py``), which run sync callables up to ``max_threads`` at once.
 Each task ends in exactly one terminal state, and the counters move with it:
 
     PENDING -> RUNNING -> COMPLETED | FAILED | CANCELLED | ABANDONED
@@ -76,8 +76,8 @@ import attrs
 import outcome
 import trio
 
-from ._exceptions import BackgroundCapacityError, BackgroundClosedError, BackgroundTaskTimeout
-from ._threads import Job, ThreadPool
+from .._exceptions import BackgroundCapacityError, BackgroundClosedError, BackgroundTaskTimeout
+from .threads import Job, ThreadPool
 
 logger = logging.getLogger("trioapi.background")
 

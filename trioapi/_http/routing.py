@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import attrs
 
-from ._exceptions import RouteDefinitionError
+from .._exceptions import RouteDefinitionError
 
 if TYPE_CHECKING:
-    from ._params import Dependant, Depends
-    from ._responses import Response
+    from .params import Dependant, Depends
+    from .responses import Response
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -135,7 +135,7 @@ class APIRoute:
 
     def prepare(self, global_dependencies: Sequence[Depends] = ()) -> None:
         """Analyses the endpoint and its dependencies; raises on any mistake."""
-        from ._params import SubDependency, analyse
+        from .params import SubDependency, analyse
 
         names = frozenset(self.template.param_names)
         self.dependant = analyse(self.endpoint, names)
@@ -159,7 +159,7 @@ def _response_shaper(path: str, model: Any) -> Callable[[Any], Any] | None:
     """
     if model is None or not isinstance(model, type) or not attrs.has(model):
         return None
-    from ._convert import body_structurer
+    from .convert import body_structurer
 
     try:
         structure = body_structurer(model)

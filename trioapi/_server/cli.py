@@ -2,7 +2,7 @@
 
 One worker (the default) runs in this process: SIGTERM or SIGINT start the
 graceful sequence, a second signal stops at once, and the exit code is 0
-after a clean drain. With ``--workers N`` a supervisor (``_workers.py``)
+after a clean drain. With ``--workers N`` a supervisor (``_server/workers.py``)
 starts N worker processes sharing the sockets; SIGTERM/SIGINT to it stop
 all of them gracefully, and it waits until every worker has drained.
 """
@@ -20,8 +20,8 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 
-from ._app import TrioAPI
-from ._serve import (
+from .._http.app import TrioAPI
+from .serve import (
     DEFAULT_BACKLOG,
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_KEEP_ALIVE_TIMEOUT,
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A forced stop (second signal) dropped tasks without a drain.
         return 1 if server.forced else 0
     # Several processes: each worker imports the app anew and gets these.
-    from ._workers import run_workers
+    from .workers import run_workers
 
     settings = {"drain_timeout": app.background.drain_timeout, "body_timeout": app.body_timeout}
     return run_workers(args.app, config, args.workers, settings, _log_config(args.log_level))

@@ -141,7 +141,7 @@ def _worker(
     settings: dict[str, Any],
     log_config: dict[str, Any],
 ) -> None:
-    from ._cli import load_app
+    from .cli import load_app
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.config.dictConfig(log_config)

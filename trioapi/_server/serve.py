@@ -43,11 +43,11 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from ._background import UNWIND_GRACE, DrainReport, RuntimeState
-from ._requests import DEFAULT_BODY_TIMEOUT as DEFAULT_BODY_TIMEOUT
+from .._http.requests import DEFAULT_BODY_TIMEOUT as DEFAULT_BODY_TIMEOUT
+from .._runtime.background import UNWIND_GRACE, DrainReport, RuntimeState
 
 if TYPE_CHECKING:
-    from ._app import TrioAPI
+    from .._http.app import TrioAPI
 
 logger = logging.getLogger("trioapi")
 

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._background import RuntimeState
-from ._requests import Receive, Scope, Send
+from .._runtime.background import RuntimeState
+from .requests import Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from ._app import TrioAPI
+    from .app import TrioAPI
 
 logger = logging.getLogger("trioapi")
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from ._datastructures import Headers, QueryParams, State, parse_cookies
-from ._exceptions import MalformedRequestError
+from .._exceptions import MalformedRequestError
+from .datastructures import Headers, QueryParams, State, parse_cookies
 
 if TYPE_CHECKING:
-    from ._app import TrioAPI
+    from .app import TrioAPI
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

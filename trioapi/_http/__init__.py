@@ -1,0 +1,1 @@
+"""The HTTP layer: routing, signature analysis, conversion, solving, requests and responses."""

@@ -1,0 +1,1 @@
+"""The background-task runtime: its lifecycle, runners and worker threads."""
