@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, final
 
 import trio
 
 from .._exceptions import MalformedRequestError
-from .datastructures import Headers, QueryParams, State, parse_cookies
+from .datastructures import URL, Address, Headers, QueryParams, State, parse_cookies
+from .forms import (
+    DEFAULT_MAX_FIELDS,
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_PART_SIZE,
+    PendingForm,
+    parse_form,
+)
+from .uploads import FormData
 
 if TYPE_CHECKING:
     from .app import TrioAPI
@@ -43,10 +52,14 @@ class Request:
     __slots__ = (
         "_body",
         "_cookies",
+        "_form",
+        "_form_error",
         "_headers",
         "_query",
         "_receive",
         "_state",
+        "_stream_done",
+        "_stream_started",
         "body_timeout",
         "max_body_size",
         "path_params",
@@ -72,6 +85,11 @@ class Request:
         self._cookies: dict[str, str] | None = None
         self._body: bytes | None = None
         self._state: State | None = None
+        # The body's progress when it is read as a stream (body() also caches it).
+        self._stream_started = False
+        self._stream_done = False
+        self._form: FormData | None = None
+        self._form_error: MalformedRequestError | ClientDisconnect | None = None
 
     @property
     def app(self) -> TrioAPI:
@@ -90,8 +108,8 @@ class Request:
         return path
 
     @property
-    def url(self) -> str:
-        """The full URL as the client asked for it."""
+    def url(self) -> URL:
+        """The full URL as the client asked for it (a ``str`` with ``.path``, ``.query``...)."""
         scheme = self.scope.get("scheme", "http")
         host = self.headers.get("host")
         if host is None:
@@ -99,8 +117,21 @@ class Request:
             host = f"{server[0]}:{server[1]}" if server else "localhost"
         query = self.scope.get("query_string", b"")
         raw_path = self.scope.get("raw_path") or self.path.encode()
-        url = f"{scheme}://{host}{raw_path.decode('latin-1')}"
-        return f"{url}?{query.decode('latin-1')}" if query else url
+        root = self.scope.get("root_path", "")
+        url = f"{scheme}://{host}{root}{raw_path.decode('latin-1')}"
+        return URL(f"{url}?{query.decode('latin-1')}" if query else url)
+
+    @property
+    def base_url(self) -> URL:
+        """The URL of the app's root (with ``root_path``), ending in ``/``."""
+        url = self.url
+        root = self.scope.get("root_path", "")
+        return url.replace(path=root.rstrip("/") + "/", query="", fragment="")
+
+    @property
+    def receive(self) -> Receive | None:
+        """The ASGI ``receive`` callable this request reads its body from."""
+        return self._receive
 
     @property
     def headers(self) -> Headers:
@@ -121,10 +152,10 @@ class Request:
         return self._cookies
 
     @property
-    def client(self) -> tuple[str, int] | None:
-        """``(host, port)`` of the peer, when the server knows it."""
+    def client(self) -> Address | None:
+        """``(host, port)`` of the peer (``.host``, ``.port``), when the server knows it."""
         client = self.scope.get("client")
-        return (client[0], client[1]) if client else None
+        return Address(client[0], client[1]) if client else None
 
     @property
     def state(self) -> State:
@@ -134,19 +165,32 @@ class Request:
             self._state = State(shared if isinstance(shared, dict) else None)
         return self._state
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncGenerator[bytes, None]:
         """Yields the body as it arrives, enforcing ``max_body_size``.
+
+        The body can be streamed once; after :meth:`body` it is cached, and
+        streaming yields the cached bytes.
 
         Raises:
             MalformedRequestError: The body exceeds ``max_body_size`` (413), or
                 stopped arriving for ``body_timeout`` seconds (408).
             ClientDisconnect: The client left before the body was complete.
+            RuntimeError: The body was already streamed (by ``stream()`` or
+                ``form()``) and not kept.
         """
         if self._body is not None:
             if self._body:
                 yield self._body
             return
+        if self._stream_started:
+            msg = (
+                "the request body was already read as a stream (request.stream() or "
+                "request.form()); read it with request.body() first to keep a copy"
+            )
+            raise RuntimeError(msg)
+        self._stream_started = True
         if self._receive is None:
+            self._stream_done = True
             return
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_size:
@@ -161,10 +205,13 @@ class Request:
             received += len(chunk)
             if received > self.max_body_size:
                 raise _too_large(self.max_body_size)
+            if not message.get("more_body", False):
+                self._stream_done = True
+                if chunk:
+                    yield chunk
+                break
             if chunk:
                 yield chunk
-            if not message.get("more_body", False):
-                break
 
     async def _next_message(self, receive: Receive) -> Message:
         # Only the waits for body bytes are timed: a slow endpoint, or a quiet
@@ -182,6 +229,77 @@ class Request:
             chunks = [chunk async for chunk in self.stream()]
             self._body = b"".join(chunks)
         return self._body
+
+    def form(
+        self,
+        *,
+        max_files: int | float = DEFAULT_MAX_FILES,
+        max_fields: int | float = DEFAULT_MAX_FIELDS,
+        max_part_size: int = DEFAULT_MAX_PART_SIZE,
+    ) -> PendingForm:
+        """The body parsed as a form (``multipart/form-data`` or urlencoded).
+
+        ``form = await request.form()``, or ``async with request.form() as
+        form:`` to close its files at the end of the block. The body is
+        parsed as it streams in, files past 1 MiB spill to temporary files,
+        and the result is cached: later calls return the same form whatever
+        limits they pass. Any other content type gives an empty form and
+        leaves the body unread.
+
+        The application closes the form's files when the request ends
+        (:meth:`close`).
+
+        Args:
+            max_files: Most files accepted.
+            max_fields: Most text fields accepted.
+            max_part_size: Most bytes in one text field.
+
+        Returns:
+            Awaitable (and async context manager) giving the :class:`FormData`.
+
+        Raises:
+            MalformedRequestError: The body is not a well-formed form, breaks a
+                limit (400), exceeds ``max_body_size`` (413) or stopped
+                arriving (408).
+            ClientDisconnect: The client left before the body was complete.
+        """
+
+        async def read() -> FormData:
+            return await self._read_form(max_files, max_fields, max_part_size)
+
+        return PendingForm(read)
+
+    async def _read_form(
+        self, max_files: int | float, max_fields: int | float, max_part_size: int
+    ) -> FormData:
+        if self._form is not None:
+            return self._form
+        if self._form_error is not None:
+            # The body is gone: a second call fails as the first did.
+            raise self._form_error
+        try:
+            async with aclosing(self.stream()) as chunks:
+                form = await parse_form(
+                    self.headers.get("content-type"),
+                    chunks,
+                    max_files=max_files,
+                    max_fields=max_fields,
+                    max_part_size=max_part_size,
+                )
+        except (MalformedRequestError, ClientDisconnect) as error:
+            self._form_error = error
+            raise
+        self._form = form
+        return form
+
+    async def close(self) -> None:
+        """Closes the files of the form read from this request, if any.
+
+        The application calls it when the request ends. Files of a parse that
+        failed (client gone, limit broken) are already closed by then.
+        """
+        if self._form is not None:
+            await self._form.close()
 
     async def json(self) -> Any:
         """The body parsed as JSON.
