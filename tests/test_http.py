@@ -337,7 +337,7 @@ async def test_repeated_query_keys_fill_a_list() -> None:
     app = TrioAPI()
 
     @app.get("/tags")
-    async def tags(tag: list[str] = []) -> list[str]:  # noqa: B006 - defaults are copied
+    async def tags(tag: Annotated[list[str], Query()] = []) -> list[str]:  # noqa: B006
         tag.append("end")
         return tag
 

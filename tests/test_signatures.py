@@ -426,8 +426,10 @@ def test_name_in_template_is_a_path_parameter() -> None:
     assert field.convert("3") == 3
 
 
-def test_scalars_and_lists_of_scalars_are_query_parameters() -> None:
-    def search(q: str, limit: int = 10, tags: list[str] | None = None) -> None: ...
+def test_scalars_are_query_parameters_and_lists_only_when_marked() -> None:
+    def search(
+        q: str, limit: int = 10, tags: Annotated[list[str] | None, Query()] = None
+    ) -> None: ...
 
     dependant = analyse(search)
     q, limit, tags = (field_named(dependant, n) for n in ("q", "limit", "tags"))
@@ -436,6 +438,14 @@ def test_scalars_and_lists_of_scalars_are_query_parameters() -> None:
     assert limit.default == 10
     assert (tags.is_list, tags.default) == (True, None)
     assert dependant.body == ()
+
+
+def test_an_unmarked_list_is_the_body_as_in_fastapi() -> None:
+    def store(values: list[int]) -> None: ...
+
+    dependant = analyse(store)
+    assert dependant.fields == ()
+    assert [field.name for field in dependant.body] == ["values"]
 
 
 def test_optional_scalar_is_a_query_parameter_in_both_spellings() -> None:
@@ -658,14 +668,23 @@ def test_positional_only_parameter_is_refused() -> None:
     assert "call" in str(caught.value)
 
 
-def test_two_markers_on_one_parameter_are_refused() -> None:
-    def in_annotation(q: Annotated[int, Query(), Header()]) -> None: ...
-
+def test_a_marker_in_annotated_and_another_as_the_default_are_refused() -> None:
     def split(q: Annotated[int, Query()] = Header()) -> None: ...  # type: ignore[assignment]
 
-    for call in (in_annotation, split):
-        with pytest.raises(RouteDefinitionError, match="'q' has more than one marker"):
-            analyse(call)
+    with pytest.raises(RouteDefinitionError, match="'q' has a marker both in Annotated"):
+        analyse(split)
+
+
+def test_several_markers_in_annotated_the_last_decides_and_constraints_add_up() -> None:
+    def ranged(q: Annotated[int, Query(gt=2), Header(lt=10)]) -> None: ...
+
+    field = field_named(analyse(ranged), "q")
+    assert field.source == "header"
+    assert field.check is not None
+    field.check(5)
+    for bad in (2, 10):
+        with pytest.raises(ConversionError):
+            field.check(bad)
 
 
 def test_default_in_marker_and_after_equals_is_refused() -> None:

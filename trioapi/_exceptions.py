@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, final
 
 
-class TrioAPIError(Exception):
+class TrioAPIError(RuntimeError):
     """Base class of the errors trioapi raises.
 
     Attributes:
@@ -59,23 +59,57 @@ class HTTPException(TrioAPIError):
         return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
 
 
-@final
-class RequestValidationError(TrioAPIError, ValueError):
-    """The request's path, query, headers, cookies or body did not convert.
+class ValidationException(TrioAPIError, ValueError):
+    """Base of the validation errors: a list of FastAPI-shaped error entries.
 
-    ``errors`` has one entry per problem, in the shape FastAPI clients parse:
-    ``{"type": ..., "loc": ["query", "limit"], "msg": ..., "input": ...}``.
+    Each entry is ``{"type": ..., "loc": ("query", "limit"), "msg": ...,
+    "input": ...}`` (``ctx`` when there is one); ``loc`` is a tuple, as in
+    FastAPI, and becomes a list in the JSON answer.
     """
 
-    status_hint = 422
-
-    def __init__(self, errors: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(self, errors: Sequence[Mapping[str, Any]], *, body: Any = None) -> None:
         super().__init__(f"{len(errors)} validation error(s)")
-        self._errors = [dict(error) for error in errors]
+        self._errors = [_with_tuple_loc(error) for error in errors]
+        self.body = body
 
     def errors(self) -> list[dict[str, Any]]:
         """Returns the list of error entries (a copy)."""
         return [dict(error) for error in self._errors]
+
+    def __str__(self) -> str:
+        lines = [f"{len(self._errors)} validation error(s):"]
+        lines.extend(f"  {error}" for error in self._errors)
+        return "\n".join(lines)
+
+
+def _with_tuple_loc(error: Mapping[str, Any]) -> dict[str, Any]:
+    entry = dict(error)
+    loc = entry.get("loc")
+    if isinstance(loc, list):
+        entry["loc"] = tuple(loc)
+    return entry
+
+
+class RequestValidationError(ValidationException):
+    """The request's path, query, headers, cookies or body did not validate (422)."""
+
+    status_hint = 422
+
+
+class WebSocketRequestValidationError(ValidationException):
+    """A websocket's parameters did not validate (the socket closes with 1008)."""
+
+    status_hint = 422
+
+
+class ResponseValidationError(ValidationException):
+    """A path operation returned a value its response model does not accept (500).
+
+    This is the server's mistake, not the client's: it is logged with the
+    entries, and the client gets a plain 500.
+    """
+
+    status_hint = 500
 
 
 @final

@@ -18,6 +18,7 @@ Requires the ``testing`` extra (``pip install trioapi[testing]``) for httpx.
 from __future__ import annotations
 
 import json as jsonlib
+import logging
 import math
 from collections.abc import Mapping, MutableMapping
 from contextlib import AsyncExitStack
@@ -36,6 +37,8 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 from hypercorn.config import Config
 
 from ._server.harness import WAIT_BACKGROUND, ClientConnection, InMemoryServer, InMemoryTransport
+
+error_logger = logging.getLogger("trioapi.error")
 
 if TYPE_CHECKING:
     from ._http.app import TrioAPI
@@ -107,7 +110,15 @@ class _Transport(httpx.AsyncBaseTransport):
                 if not message.get("more_body", False):
                     response_done.set()
 
-        await client.app(scope, receive, send)
+        try:
+            await client.app(scope, receive, send)
+        except Exception:
+            # The app answered an error no handler took, then raised it on to
+            # the server (as FastAPI apps do): the test sees it when it asks
+            # to, and otherwise it is logged, as a server would.
+            if client.raise_server_exceptions or not response_done.is_set():
+                raise
+            error_logger.exception("unhandled error in %s %s", request.method, scope["path"])
         if not response_done.is_set():
             msg = f"the app returned without completing a response to {request.method} {url}"
             raise RuntimeError(msg)
@@ -141,6 +152,9 @@ class TestClient:
             still deterministic under ``MockClock``. Needs ``async with``.
         server_config: The hypercorn ``Config`` for ``server=True``
             (trioapi's defaults otherwise).
+        raise_server_exceptions: Raise, in the test, an error the app had
+            no handler for (after answering it with a 500); by default the
+            test gets the 500. With ``server=True`` hypercorn logs it instead.
 
     Used as ``async with``, it runs the app's lifespan: startup on entry,
     shutdown (with the background drain) on exit or at :meth:`shutdown`.
@@ -160,8 +174,10 @@ class TestClient:
         cookies: Mapping[str, str] | None = None,
         server: bool = False,
         server_config: Config | None = None,
+        raise_server_exceptions: bool = False,
     ) -> None:
         self.app = app
+        self.raise_server_exceptions = raise_server_exceptions
         self.wait_background = wait_background
         self._state: dict[str, Any] = {}
         self.server = InMemoryServer(app, server_config) if server else None

@@ -29,6 +29,7 @@ from .._exceptions import (
     HTTPException,
     MalformedRequestError,
     RequestValidationError,
+    ResponseValidationError,
     TrioAPIError,
 )
 from .._runtime.background import UNWIND_GRACE, BackgroundRuntime, RuntimeState, TaskHandle
@@ -48,13 +49,21 @@ from .requests import (
 from .responses import (
     TRANSPORT_GONE,
     JSONResponse,
+    PlainTextResponse,
     RedirectResponse,
     Response,
     StreamingResponse,
     _no_body,
 )
 from .routing import APIRoute, APIRouter, Found, MethodNotAllowed, RouteTable
-from .solve import RequestContext, call, request_has_body, resolve, solve, teardown
+from .solve import (
+    RequestContext,
+    call,
+    request_has_body,
+    resolve,
+    solve,
+    teardown,
+)
 
 logger = logging.getLogger("trioapi")
 error_logger = logging.getLogger("trioapi.error")
@@ -67,12 +76,23 @@ DRAIN_TIMEOUT_ENV = "TRIOAPI_DRAIN_TIMEOUT"
 BODY_TIMEOUT_ENV = "TRIOAPI_BODY_TIMEOUT"
 
 
-async def _http_exception_handler(request: Request, exc: HTTPException) -> Response:
+async def http_exception_handler(request: Request, exc: HTTPException) -> Response:
+    """The default answer to an ``HTTPException``: ``{"detail": ...}`` with its status.
+
+    Statuses that carry no body (1xx, 204, 304) get none, as in FastAPI.
+    """
+    if _no_body(exc.status_code):
+        return Response(status_code=exc.status_code, headers=exc.headers)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _validation_handler(request: Request, exc: RequestValidationError) -> Response:
-    return JSONResponse({"detail": exc.errors()}, status_code=422)
+async def request_validation_exception_handler(
+    request: Request, exc: RequestValidationError
+) -> Response:
+    """The default answer to a ``RequestValidationError``: 422 with FastAPI's ``detail`` list."""
+    from ..encoders import jsonable_encoder
+
+    return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
 
 async def _malformed_handler(request: Request, exc: MalformedRequestError) -> Response:
@@ -96,14 +116,21 @@ async def _disconnect_handler(request: Request, exc: ClientDisconnect) -> Respon
 
 async def _framework_error_handler(request: Request, exc: TrioAPIError) -> Response:
     if exc.status_hint >= 500:
-        error_logger.error(
-            "error in %s %s",
-            request.method,
-            request.path,
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
-        return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+        return _server_error()
     return JSONResponse({"detail": str(exc)}, status_code=exc.status_hint)
+
+
+def _server_error() -> Response:
+    """The answer to an error that is the server's: plain text, and the error goes on.
+
+    As in FastAPI, the app answers 500 and then re-raises the error to the
+    server, which logs it (under plain hypercorn, where trioapi's own
+    loggers are silent, too), and to a test client, which raises it in the
+    test.
+    """
+    response = PlainTextResponse("Internal Server Error", status_code=500)
+    response._unhandled = True
+    return response
 
 
 def _decode_path(raw: bytes) -> tuple[str, list[str]]:
@@ -143,7 +170,12 @@ class TrioAPI(APIRouter):
             for body bytes are timed, never a slow endpoint.
         redirect_slashes: Redirect ``/items/`` to ``/items`` (and back) with
             307 when only the other one exists.
-        title, version: Describe the API.
+        title, version, summary, description: Describe the API.
+        dependency_overrides: (an attribute) replacements for dependencies.
+
+    Every other keyword FastAPI's ``FastAPI`` takes (``openapi_url``,
+    ``docs_url``, ``servers``, ``root_path``, ``responses``...) is accepted
+    and kept for the OpenAPI document and the docs pages.
     """
 
     def __init__(
@@ -154,20 +186,87 @@ class TrioAPI(APIRouter):
         max_running_tasks: int = 1_000,
         max_task_threads: int = 40,
         lifespan: Lifespan | None = None,
-        on_startup: Sequence[Callable[[], Any]] = (),
-        on_shutdown: Sequence[Callable[[], Any]] = (),
-        dependencies: Sequence[Depends] = (),
+        on_startup: Sequence[Callable[[], Any]] | None = None,
+        on_shutdown: Sequence[Callable[[], Any]] | None = None,
+        dependencies: Sequence[Depends] | None = None,
         exception_handlers: Mapping[type[BaseException] | int, ExceptionHandler] | None = None,
         default_response_class: type[Response] = JSONResponse,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
         redirect_slashes: bool = True,
-        title: str = "trioapi",
+        title: str = "TrioAPI",
         version: str = "0.1.0",
+        summary: str | None = None,
+        description: str = "",
+        debug: bool = False,
+        routes: Sequence[Any] | None = None,
+        openapi_url: str | None = "/openapi.json",
+        openapi_tags: list[dict[str, Any]] | None = None,
+        servers: list[dict[str, Any]] | None = None,
+        docs_url: str | None = "/docs",
+        redoc_url: str | None = "/redoc",
+        swagger_ui_oauth2_redirect_url: str | None = "/docs/oauth2-redirect",
+        swagger_ui_init_oauth: dict[str, Any] | None = None,
+        swagger_ui_parameters: dict[str, Any] | None = None,
+        middleware: Sequence[Any] | None = None,
+        terms_of_service: str | None = None,
+        contact: dict[str, Any] | None = None,
+        license_info: dict[str, Any] | None = None,
+        root_path: str = "",
+        root_path_in_servers: bool = True,
+        responses: Mapping[int | str, Any] | None = None,
+        callbacks: Sequence[Any] | None = None,
+        webhooks: Any = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+        generate_unique_id_function: Callable[[Any], str] | None = None,
+        separate_input_output_schemas: bool = True,
+        openapi_external_docs: dict[str, Any] | None = None,
+        strict_content_type: bool | None = None,
+        form_limits: Any = None,
+        telemetry: Any = None,
+        **extra: Any,
     ) -> None:
-        super().__init__(dependencies=dependencies)
+        super().__init__(
+            dependencies=dependencies,
+            responses=responses,
+            callbacks=callbacks,
+            deprecated=deprecated,
+            include_in_schema=include_in_schema,
+            generate_unique_id_function=generate_unique_id_function,
+            strict_content_type=strict_content_type,
+            form_limits=form_limits,
+        )
         self.title = title
         self.version = version
+        self.summary = summary
+        self.description = description
+        self.debug = debug
+        self.openapi_url = openapi_url
+        self.openapi_tags = openapi_tags
+        self.servers = servers or []
+        self.docs_url = docs_url
+        self.redoc_url = redoc_url
+        self.swagger_ui_oauth2_redirect_url = swagger_ui_oauth2_redirect_url
+        self.swagger_ui_init_oauth = swagger_ui_init_oauth
+        self.swagger_ui_parameters = swagger_ui_parameters
+        self.user_middleware = list(middleware or [])
+        self.terms_of_service = terms_of_service
+        self.contact = contact
+        self.license_info = license_info
+        self.root_path = root_path
+        self.root_path_in_servers = root_path_in_servers
+        self.webhooks = webhooks
+        self.separate_input_output_schemas = separate_input_output_schemas
+        self.openapi_external_docs = openapi_external_docs
+        self.extra = extra
+        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
+        """Replacements for dependencies, as in FastAPI: ``{original: replacement}``.
+
+        Looked up on every request, so tests can set and clear it at any time;
+        an empty dict costs nothing.
+        """
+        self.openapi_schema: dict[str, Any] | None = None
         self.background = BackgroundRuntime(
             drain_timeout=drain_timeout,
             max_pending=max_pending_tasks,
@@ -175,8 +274,8 @@ class TrioAPI(APIRouter):
             max_threads=max_task_threads,
         )
         self.lifespan_context = lifespan
-        self.on_startup: list[Callable[[], Any]] = list(on_startup)
-        self.on_shutdown: list[Callable[[], Any]] = list(on_shutdown)
+        self.on_startup: list[Callable[[], Any]] = list(on_startup or ())
+        self.on_shutdown: list[Callable[[], Any]] = list(on_shutdown or ())
         self.default_response_class = default_response_class
         if max_body_size < 0:
             msg = f"max_body_size must be >= 0 bytes, not {max_body_size!r}"
@@ -191,8 +290,8 @@ class TrioAPI(APIRouter):
         # needs no cancel scope around its final send (``_hypercorn``).
         self._checked_hypercorn = False
         self._handlers: dict[type[BaseException] | int, ExceptionHandler] = {
-            HTTPException: _http_exception_handler,
-            RequestValidationError: _validation_handler,
+            HTTPException: http_exception_handler,
+            RequestValidationError: request_validation_exception_handler,
             MalformedRequestError: _malformed_handler,
             BackgroundCapacityError: _unavailable_handler,
             BackgroundClosedError: _unavailable_handler,
@@ -320,7 +419,7 @@ class TrioAPI(APIRouter):
         ctx: RequestContext | None = None
         error: Exception | None = None
         try:
-            if dependant.is_plain and not route.extra:
+            if dependant.is_plain and not route.extra and not self.dependency_overrides:
                 result = await call(dependant, {})
             else:
                 ctx = RequestContext(
@@ -328,8 +427,11 @@ class TrioAPI(APIRouter):
                     receive,
                     params,
                     self.background,
-                    route.max_body_size if route.max_body_size is not None else self.max_body_size,
+                    route.max_body_size
+                    if route.max_body_size is not None
+                    else self.max_body_size or DEFAULT_MAX_BODY_SIZE,
                     self.body_timeout,
+                    self.dependency_overrides,
                 )
                 errors: list[dict[str, Any]] = []
                 for sub in route.extra:
@@ -337,15 +439,30 @@ class TrioAPI(APIRouter):
                 values, own_errors = await solve(dependant, ctx)
                 errors.extend(own_errors)
                 if errors:
-                    raise RequestValidationError(errors)
+                    raise RequestValidationError(errors, body=ctx._body_or_none())
                 result = await call(dependant, values)
+                if ctx.exits:
+                    replaced = await teardown(ctx, None, only_early=True)
+                    if replaced is not None:
+                        raise replaced
             response = self._to_response(result, route, ctx)
         except Exception as exc:
             error = exc
-            response = await self._error_response(exc, scope, receive, ctx)
+            if ctx is not None:
+                # The endpoint raised: its tasks do not run (FastAPI's rule).
+                # Those the yield dependencies add while handling it still do.
+                self.background.discard(ctx.take_background())
+            if ctx is not None and ctx.exits:
+                # FastAPI's order: the yield dependencies see the error before
+                # any answer exists, and may turn it into another (an
+                # HTTPException, say), which is then the one answered.
+                error = await teardown(ctx, exc) or exc
+            response = await self._error_response(error, scope, receive, ctx)
         except BaseException:
             if ctx is not None:
                 self.background.discard(ctx.take_background())
+                if ctx.has_files():
+                    await ctx.close_files()
             raise
         # A stream watches receive() for the client leaving, but only once
         # nothing of the body is left to read (the watch would eat it).
@@ -354,9 +471,10 @@ class TrioAPI(APIRouter):
             ctx.body_consumed() if ctx is not None else not request_has_body(scope)
         ):
             watch = receive
-        if ctx is None or (ctx._background is None and not ctx.exits):
+        if ctx is None or (ctx._background is None and not ctx.exits and not ctx.has_files()):
             # Nothing depends on how the response goes: just send it.
             await self._deliver(response, scope, send, receive=watch)
+            self._reraise(error, response)
             return
         sent = False
         shield = ctx.wants_background
@@ -373,6 +491,16 @@ class TrioAPI(APIRouter):
             )
         finally:
             await self._after_response(ctx, error, sent)
+        self._reraise(error, response)
+
+    def _reraise(self, error: Exception | None, response: Response) -> None:
+        """An error no handler took goes on to the server, once answered (FastAPI's rule).
+
+        The server logs it (hypercorn's "Error in ASGI Framework"), and a test
+        client re-raises it in the test (``raise_server_exceptions``).
+        """
+        if error is not None and getattr(response, "_unhandled", False):
+            raise error
 
     async def _deliver(
         self,
@@ -413,7 +541,7 @@ class TrioAPI(APIRouter):
         before = ctx.take_background()
         try:
             if ctx.exits:
-                await teardown(ctx, error)
+                await teardown(ctx, None)
         finally:
             # Runs even when the request call is being cancelled: a response
             # that went out must not lose its tasks.
@@ -421,14 +549,10 @@ class TrioAPI(APIRouter):
             runtime = self.background
             if not sent:
                 runtime.discard(before + after)
-            else:
-                if error is not None:
-                    runtime.discard(before)
-                    group = after
-                else:
-                    group = before + after
-                if group:
-                    await self._hand_off(runtime, group, ctx.scope)
+            elif before or after:
+                await self._hand_off(runtime, before + after, ctx.scope)
+            if ctx.has_files():
+                await ctx.close_files()
 
     async def _hand_off(
         self, runtime: BackgroundRuntime, group: list[TaskHandle[Any]], scope: Scope
@@ -444,19 +568,25 @@ class TrioAPI(APIRouter):
                 observer(group)
 
     def _to_response(self, result: Any, route: APIRoute, ctx: RequestContext | None) -> Response:
+        sub = ctx.sub_response if ctx is not None else None
         if isinstance(result, Response):
             return result
         if route.shape_response is not None:
             result = route.shape_response(result)
-        sub = ctx.sub_response if ctx is not None else None
-        status = route.status_code or 200
+        status = route.status_code
         if sub is not None and sub.status_code:
             status = sub.status_code
-        if _no_body(status):
+        if status is not None and _no_body(status):
             response = Response(b"", status_code=status)
         else:
-            response_class = route.response_class or self.default_response_class
-            response = response_class(result, status_code=status)
+            response_class = route.response_class or self.default_response_class or JSONResponse
+            # Without a status code of its own, the class's default applies
+            # (307 for RedirectResponse), as in FastAPI.
+            response = (
+                response_class(result)
+                if status is None
+                else response_class(result, status_code=status)
+            )
         if sub is not None and sub.raw_headers:
             response.raw_headers.extend(sub.raw_headers)
         return response
@@ -493,12 +623,14 @@ class TrioAPI(APIRouter):
                     "exception handler %r returned %r, not a Response", handler, response
                 )
         else:
-            error_logger.error(
-                "unhandled error in %s %s",
-                scope["method"],
-                scope["path"],
-                exc_info=(type(error), error, error.__traceback__),
-            )
+            if isinstance(error, ResponseValidationError):
+                error_logger.error(
+                    "%s %s returned a value its response model does not accept: %s",
+                    scope["method"],
+                    scope["path"],
+                    error,
+                )
+            return _server_error()
         return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
 
     # --- the server around us ------------------------------------------------------

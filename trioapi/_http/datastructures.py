@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from http.cookies import CookieError, SimpleCookie
-from typing import Any, final
-from urllib.parse import parse_qsl
+from typing import Any, NamedTuple, final
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._exceptions import MalformedRequestError
 
@@ -156,3 +156,96 @@ class State:
 
     def __repr__(self) -> str:
         return f"State({self._values!r})"
+
+
+class Address(NamedTuple):
+    """A peer's ``(host, port)``, as ``request.client`` gives it."""
+
+    host: str
+    port: int
+
+
+@final
+class URL:
+    """A URL with its parts: ``request.url.path``, ``.query``; ``str(url)`` is the whole.
+
+    Compares equal to its string, as Starlette's does.
+    """
+
+    __slots__ = ("_parts", "_url")
+
+    def __init__(self, url: str = "") -> None:
+        self._url = url
+        self._parts: SplitResult | None = None
+
+    @property
+    def components(self) -> SplitResult:
+        if self._parts is None:
+            self._parts = urlsplit(self._url)
+        return self._parts
+
+    @property
+    def scheme(self) -> str:
+        return self.components.scheme
+
+    @property
+    def netloc(self) -> str:
+        return self.components.netloc
+
+    @property
+    def path(self) -> str:
+        return self.components.path
+
+    @property
+    def query(self) -> str:
+        return self.components.query
+
+    @property
+    def fragment(self) -> str:
+        return self.components.fragment
+
+    @property
+    def hostname(self) -> str | None:
+        return self.components.hostname
+
+    @property
+    def port(self) -> int | None:
+        return self.components.port
+
+    @property
+    def username(self) -> str | None:
+        return self.components.username
+
+    @property
+    def password(self) -> str | None:
+        return self.components.password
+
+    @property
+    def is_secure(self) -> bool:
+        return self.scheme in ("https", "wss")
+
+    def replace(self, **parts: Any) -> URL:
+        """A copy with some parts replaced (``scheme``, ``netloc``, ``path``, ``query``...)."""
+        return URL(urlunsplit(self.components._replace(**parts)))
+
+    def include_query_params(self, **params: Any) -> URL:
+        query = dict(parse_qsl(self.query, keep_blank_values=True))
+        query.update({key: str(value) for key, value in params.items()})
+        return self.replace(query=urlencode(query))
+
+    def remove_query_params(self, keys: str | Sequence[str]) -> URL:
+        drop = {keys} if isinstance(keys, str) else set(keys)
+        kept = [(k, v) for k, v in parse_qsl(self.query, keep_blank_values=True) if k not in drop]
+        return self.replace(query=urlencode(kept))
+
+    def __str__(self) -> str:
+        return self._url
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str | URL) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(self._url)
+
+    def __repr__(self) -> str:
+        return f"URL({self._url!r})"

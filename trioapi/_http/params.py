@@ -1,22 +1,31 @@
-"""Parameter markers and signature analysis (no I/O).
+"""Signature analysis (no I/O).
 
 A path operation's or dependency's signature is read once, at registration,
 into a :class:`Dependant`: which parameter comes from the path, the query, a
-header, a cookie, the body or another dependency, with its converter already
-chosen. Per request, :mod:`trioapi._solve` only walks that plan. Mistakes in
-a signature raise :class:`RouteDefinitionError` at import time, naming the
-function and the parameter.
+header, a cookie, the body, a form or another dependency, with its validator
+already chosen. Per request, :mod:`trioapi._http.solve` only walks that plan.
+Mistakes in a signature raise :class:`RouteDefinitionError` at import time,
+naming the function and the parameter. The markers themselves live in
+:mod:`trioapi._http.markers`.
 
-Where a parameter comes from, in order:
+Where a parameter comes from, in order (FastAPI's rules):
 
 1. ``Annotated[T, marker]`` or ``= marker`` (``Query()``, ``Path()``,
-   ``Header()``, ``Cookie()``, ``Body()``, ``Depends()``) says so explicitly;
-2. ``Request``, ``Response`` and ``BackgroundTasks`` annotations are injected;
+   ``Header()``, ``Cookie()``, ``Body()``, ``Form()``, ``File()``,
+   ``Depends()``, ``Security()``) says so explicitly; with several markers
+   in one ``Annotated``, the last one decides and the constraints of all apply;
+2. ``Request``, ``Response``, ``BackgroundTasks`` and ``SecurityScopes``
+   annotations are injected;
 3. a name that appears in the path template is a path parameter;
-4. a scalar (``int``, ``str``, ``bytes``, ``UUID``, an enum...) or a list of
-   scalars is a query parameter (as in FastAPI; read a raw body with
-   ``data: bytes = Body()``);
-5. anything else (attrs classes, ``dict``, ``list[Model]``) is the body.
+4. ``UploadFile`` (or a list of them) is a file of a multipart form;
+5. a scalar (``int``, ``str``, ``bytes``, ``UUID``, an enum...) is a query
+   parameter (a list of scalars is one only when marked ``Query()``);
+6. anything else (models, ``dict``, ``list[int]``) is the body.
+
+Each value then goes through one of two engines, chosen here: trioapi's own
+converters and cattrs (always for attrs classes, and for everything when
+pydantic is not installed), or pydantic (see
+:mod:`trioapi._http.pydantic_engine`).
 """
 
 from __future__ import annotations
@@ -25,12 +34,29 @@ import enum
 import functools
 import inspect
 import typing
-from collections.abc import Callable
-from typing import Annotated, Any, final, get_args, get_origin
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, get_args, get_origin
 
 import attrs
 
 from .._exceptions import RouteDefinitionError
+from . import pydantic_engine
+from .markers import (
+    MARKER_TYPES,
+    REQUIRED,
+    Body,
+    Cookie,
+    Depends,
+    FieldMarker,
+    Form,
+    Header,
+    Path,
+    Query,
+    Security,
+    SecurityScopes,
+)
+
+__all__ = ["REQUIRED", "Body", "Cookie", "Depends", "Form", "Header", "Path", "Query", "Security"]
 from .convert import (
     BodyStructurer,
     Constraints,
@@ -44,126 +70,6 @@ from .convert import (
 )
 
 
-@final
-class _Required(enum.Enum):
-    REQUIRED = "REQUIRED"
-
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-REQUIRED: Any = _Required.REQUIRED
-"""Marks a parameter without a default: the request must supply it."""
-
-
-@attrs.frozen
-class ParamMarker:
-    """Common base of ``Query``, ``Path``, ``Header``, ``Cookie`` and ``Body``.
-
-    Args:
-        default: The value used when the request does not supply one; leave it
-            out to make the parameter required.
-        alias: The name on the wire, when it differs from the Python name.
-        description: Free text for documentation.
-        gt, ge, lt, le: Numeric bounds, checked after conversion.
-        min_length, max_length: Length bounds for strings and lists.
-        pattern: A regular expression a string must match (``re.search``).
-    """
-
-    default: Any = REQUIRED
-    alias: str | None = attrs.field(default=None, kw_only=True)
-    description: str | None = attrs.field(default=None, kw_only=True)
-    gt: float | None = attrs.field(default=None, kw_only=True)
-    ge: float | None = attrs.field(default=None, kw_only=True)
-    lt: float | None = attrs.field(default=None, kw_only=True)
-    le: float | None = attrs.field(default=None, kw_only=True)
-    min_length: int | None = attrs.field(default=None, kw_only=True)
-    max_length: int | None = attrs.field(default=None, kw_only=True)
-    pattern: str | None = attrs.field(default=None, kw_only=True)
-
-    source: typing.ClassVar[str] = ""
-
-    def constraints(self) -> Constraints:
-        return Constraints(
-            gt=self.gt,
-            ge=self.ge,
-            lt=self.lt,
-            le=self.le,
-            min_length=self.min_length,
-            max_length=self.max_length,
-            pattern=self.pattern,
-        )
-
-
-@final
-@attrs.frozen
-class Query(ParamMarker):
-    """Reads the parameter from the query string (``?name=value``)."""
-
-    source: typing.ClassVar[str] = "query"
-
-
-@final
-@attrs.frozen
-class Path(ParamMarker):
-    """Reads the parameter from the path template (``/items/{item_id}``)."""
-
-    source: typing.ClassVar[str] = "path"
-
-
-@final
-@attrs.frozen
-class Header(ParamMarker):
-    """Reads the parameter from a request header.
-
-    Args:
-        convert_underscores: ``user_agent`` reads the ``user-agent`` header
-            (the default); set False to use the name as written.
-    """
-
-    convert_underscores: bool = attrs.field(default=True, kw_only=True)
-    source: typing.ClassVar[str] = "header"
-
-
-@final
-@attrs.frozen
-class Cookie(ParamMarker):
-    """Reads the parameter from a request cookie."""
-
-    source: typing.ClassVar[str] = "cookie"
-
-
-@final
-@attrs.frozen
-class Body(ParamMarker):
-    """Reads the parameter from the request body.
-
-    Args:
-        embed: Expect ``{"<name>": value}`` instead of the bare value, even
-            when this is the only body parameter.
-    """
-
-    embed: bool = attrs.field(default=False, kw_only=True)
-    source: typing.ClassVar[str] = "body"
-
-
-@final
-@attrs.frozen
-class Depends:
-    """Declares a dependency: ``db: Annotated[DB, Depends(get_db)]``.
-
-    Args:
-        dependency: The callable (function, class, generator) to call; its own
-            parameters are resolved the same way. Leave it out to use the
-            annotated class itself.
-        use_cache: Within one request, call the dependency once and share the
-            value with everyone who asks for it (the default).
-    """
-
-    dependency: Callable[..., Any] | None = None
-    use_cache: bool = attrs.field(default=True, kw_only=True)
-
-
 class CallKind(enum.Enum):
     ASYNC = "async"
     SYNC = "sync"
@@ -175,11 +81,18 @@ class Special(enum.Enum):
     REQUEST = "request"
     RESPONSE = "response"
     BACKGROUND = "background"
+    SECURITY_SCOPES = "security scopes"
 
 
 @attrs.frozen
 class Field:
-    """How to get one parameter's value from the request."""
+    """How to get one parameter's value from the request.
+
+    Exactly one way to turn the raw value into the argument is set:
+    ``convert`` (a string converter, then ``check``), ``structure`` (cattrs,
+    then ``check``), ``validate`` (pydantic; raises ``Invalid``) or ``raw``
+    (the body as bytes or text).
+    """
 
     name: str
     source: str
@@ -191,10 +104,16 @@ class Field:
     raw: str | None = None  # body only: "bytes" or "text" read without JSON
     check: Callable[[Any], None] | None = None
     annotation: Any = None
+    validate: Callable[[Any], Any] | None = None
+    default_factory: Callable[[], Any] | None = None
+    container: Any = None  # set/frozenset/tuple: the list of items becomes one
+    model_keys: tuple[tuple[str, str, bool], ...] | None = None  # parameter models
+    upload: str | None = None  # form fields: "file", "files", "bytes", "bytes_list"
+    marker: FieldMarker | None = None
 
     @property
     def required(self) -> bool:
-        return self.default is REQUIRED
+        return self.default is REQUIRED and self.default_factory is None
 
 
 @attrs.frozen
@@ -202,6 +121,11 @@ class SubDependency:
     name: str | None
     dependant: Dependant
     use_cache: bool
+    marker: Depends | None = None
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return tuple(self.marker.scopes) if isinstance(self.marker, Security) else ()
 
 
 @attrs.frozen(eq=False)
@@ -214,6 +138,7 @@ class Dependant:
     fields: tuple[Field, ...] = ()
     body: tuple[Field, ...] = ()
     embed_body: bool = False
+    form_body: bool = False
     dependencies: tuple[SubDependency, ...] = ()
     specials: tuple[tuple[str, Special], ...] = ()
     cache_key: Any = None
@@ -298,6 +223,7 @@ def _specials() -> dict[type[Any], Special]:
         Request: Special.REQUEST,
         Response: Special.RESPONSE,
         BackgroundTasks: Special.BACKGROUND,
+        SecurityScopes: Special.SECURITY_SCOPES,
     }
 
 
@@ -308,6 +234,36 @@ def _special_for(annotation: Any) -> Special | None:
         if issubclass(annotation, cls):
             return special
     return None
+
+
+def return_annotation(call: Callable[..., Any]) -> Any:
+    """The endpoint's return annotation, or None when it has none."""
+    target: Any = _unwrap(call)
+    if not inspect.isroutine(target) and hasattr(target, "__call__"):  # noqa: B004
+        target = target.__call__
+    try:
+        hints = typing.get_type_hints(target, include_extras=True)
+    except (NameError, TypeError):
+        return None
+    annotation = hints.get("return")
+    return None if annotation is type(None) else annotation
+
+
+def _merge(markers: list[FieldMarker]) -> FieldMarker:
+    """Several markers in one ``Annotated``: the last decides, constraints add up."""
+    last = markers[-1]
+    if len(markers) == 1:
+        return last
+    changes: dict[str, Any] = {}
+    for earlier in markers[:-1]:
+        for field in attrs.fields(type(earlier)):
+            name = field.name
+            if name in ("default", "extra") or not hasattr(last, name):
+                continue
+            value = getattr(earlier, name)
+            if value is not None and getattr(last, name) is None and name not in changes:
+                changes[name] = value
+    return attrs.evolve(last, **changes) if changes else last
 
 
 def analyse(
@@ -352,26 +308,39 @@ def analyse(
                 "name. Remove the '/' from the signature."
             )
             raise RouteDefinitionError(msg)
-        annotation, extras = _split_annotated(hints.get(name, Any))
-        markers = [extra for extra in extras if isinstance(extra, ParamMarker | Depends)]
+        full_annotation = hints.get(name, Any)
+        annotation, extras = _split_annotated(full_annotation)
+        metadata = tuple(extra for extra in extras if not isinstance(extra, MARKER_TYPES))
+        depends_markers = [extra for extra in extras if isinstance(extra, Depends)]
+        field_markers = [extra for extra in extras if isinstance(extra, FieldMarker)]
         default = parameter.default
-        if isinstance(default, ParamMarker | Depends):
-            markers.append(default)
+        if isinstance(default, MARKER_TYPES):
+            if depends_markers or field_markers:
+                msg = (
+                    f"{where}: parameter {name!r} has a marker both in Annotated and as its "
+                    "default; keep one."
+                )
+                raise RouteDefinitionError(msg)
+            if isinstance(default, Depends):
+                depends_markers.append(default)
+            else:
+                field_markers.append(default)
             default = inspect.Parameter.empty
-        if len(markers) > 1:
-            msg = f"{where}: parameter {name!r} has more than one marker ({markers!r}); keep one."
+        if depends_markers and field_markers:
+            msg = f"{where}: parameter {name!r} has both Depends() and a value marker; keep one."
             raise RouteDefinitionError(msg)
-        marker = markers[0] if markers else None
 
-        if isinstance(marker, Depends):
-            dependency = marker.dependency or annotation
+        if depends_markers:
+            marker_dep = depends_markers[-1]
+            dependency = marker_dep.dependency or annotation
             if not callable(dependency) or dependency is Any:
                 msg = f"{where}: Depends() on {name!r} needs a callable or a class annotation."
                 raise RouteDefinitionError(msg)
             sub = analyse(dependency, path_params, _seen=(*_seen, call))
-            deps.append(SubDependency(name, sub, marker.use_cache))
+            deps.append(SubDependency(name, sub, marker_dep.use_cache, marker_dep))
             continue
 
+        marker = _merge(field_markers) if field_markers else None
         special = _special_for(annotation) if marker is None else None
         if special is not None:
             specials.append((name, special))
@@ -385,28 +354,30 @@ def analyse(
                 )
                 raise RouteDefinitionError(msg)
             default = marker.default
-        if default is inspect.Parameter.empty:
+        if default is inspect.Parameter.empty or default is ...:
             default = REQUIRED
 
         source = (
             marker.source if marker is not None else _infer_source(name, annotation, path_params)
         )
-        if (
-            source == "path"
-            and name not in path_params
-            and (marker is None or marker.alias is None)
-        ):
+        if source == "path" and name not in path_params and (marker is None or not marker.alias):
             msg = f"{where}: Path parameter {name!r} does not appear in the route's path template."
             raise RouteDefinitionError(msg)
-        field = _build_field(where, name, annotation, default, source, marker)
-        if source == "body":
+        if source == "path" and name in path_params:
+            default = REQUIRED  # a path parameter is always there
+        field = _build_field(where, name, annotation, metadata, default, source, marker)
+        if source in ("body", "form", "file"):
             body.append(field)
             if isinstance(marker, Body) and marker.embed:
                 embed = True
         else:
             fields.append(field)
 
-    if len(body) > 1:
+    form_body = any(field.source in ("form", "file") for field in body)
+    if form_body:
+        # Form fields are always read by name; a single form *model* is the exception.
+        embed = not (len(body) == 1 and body[0].model_keys is not None)
+    elif len(body) > 1:
         embed = True
         for field in body:
             if field.raw == "bytes":
@@ -420,47 +391,141 @@ def analyse(
         fields=tuple(fields),
         body=tuple(body),
         embed_body=embed,
+        form_body=form_body,
         dependencies=tuple(deps),
         specials=tuple(specials),
         cache_key=call,
     )
 
 
+def _is_upload(tp: Any) -> bool:
+    from .uploads import UploadFile
+
+    inner, _ = strip_optional(tp)
+    if isinstance(inner, type) and issubclass(inner, UploadFile):
+        return True
+    item = sequence_item(inner)
+    return isinstance(item, type) and issubclass(item, UploadFile)
+
+
 def _infer_source(name: str, annotation: Any, path_params: frozenset[str]) -> str:
     if name in path_params:
         return "path"
+    if _is_upload(annotation):
+        return "file"
     inner, _ = strip_optional(annotation)
     if is_scalar(inner):
         return "query"
-    item = sequence_item(inner)
-    if item is not None and is_scalar(item):
-        return "query"
     return "body"
+
+
+def _wire_key(name: str, source: str, marker: FieldMarker | None) -> str:
+    alias = marker.wire_alias if marker is not None else None
+    if source == "header":
+        convert_underscores = marker.convert_underscores if isinstance(marker, Header) else True
+        return (alias or (name.replace("_", "-") if convert_underscores else name)).lower()
+    return alias or name
+
+
+def _container(tp: Any) -> Any:
+    origin = get_origin(tp) or tp
+    if origin in (set, frozenset, tuple):
+        return origin
+    return None
+
+
+def _pydantic_for(annotation: Any, marker: FieldMarker | None, metadata: tuple[Any, ...]) -> bool:
+    """Does this value go through pydantic (see the module docstring)?"""
+    if not pydantic_engine.available() or pydantic_engine.involves_attrs(annotation):
+        return False
+    return bool(metadata) or (
+        (marker is not None and marker.needs_pydantic())
+        or pydantic_engine.involves_pydantic(annotation)
+        or pydantic_engine.is_structured(strip_optional(annotation)[0])
+    )
+
+
+def _pydantic_validator(
+    where: str,
+    name: str,
+    annotation: Any,
+    metadata: tuple[Any, ...],
+    marker: FieldMarker | None,
+) -> Callable[[Any], Any]:
+    kwargs = marker.pydantic_field_kwargs() if marker is not None else {}
+    try:
+        return pydantic_engine.validator(
+            annotation, metadata=metadata, field_kwargs=kwargs, where=where
+        )
+    except Exception as error:
+        msg = f"{where}: cannot validate parameter {name!r} as {type_name(annotation)}: {error}"
+        raise RouteDefinitionError(msg) from error
+
+
+def _model_keys(
+    where: str, name: str, model: Any, source: str, marker: FieldMarker | None
+) -> tuple[tuple[str, str, bool], ...] | None:
+    """For a parameter model (``Annotated[Model, Query()]``): (wire key, field key, is list)."""
+    if not pydantic_engine.is_pydantic_model(model):
+        return None
+    keys: list[tuple[str, str, bool]] = []
+    convert = not (isinstance(marker, Header) and not marker.convert_underscores)
+    for field_name, info in model.model_fields.items():
+        alias = info.validation_alias if isinstance(info.validation_alias, str) else None
+        alias = alias or info.alias or field_name
+        wire = alias
+        if source == "header":
+            wire = (alias.replace("_", "-") if convert and alias == field_name else alias).lower()
+        inner, _ = strip_optional(info.annotation)
+        keys.append((wire, alias, sequence_item(inner) is not None and not is_scalar(inner)))
+    del where, name
+    return tuple(keys)
 
 
 def _build_field(
     where: str,
     name: str,
     annotation: Any,
+    metadata: tuple[Any, ...],
     default: Any,
     source: str,
-    marker: ParamMarker | None,
+    marker: FieldMarker | None,
 ) -> Field:
-    alias = marker.alias if marker is not None else None
-    if source == "header":
-        convert_underscores = marker.convert_underscores if isinstance(marker, Header) else True
-        key = (alias or (name.replace("_", "-") if convert_underscores else name)).lower()
-    else:
-        key = alias or name
+    key = _wire_key(name, source, marker)
     constraints = marker.constraints() if marker is not None else Constraints()
     check = constraints.checker()
     inner, _ = strip_optional(annotation)
+    factory = marker.default_factory if marker is not None else None
+    common: dict[str, Any] = {
+        "annotation": annotation,
+        "default_factory": factory,
+        "marker": marker,
+    }
+
+    if source in ("form", "file"):
+        upload = _upload_kind(inner)
+        if upload is not None:
+            return Field(name, source, key, default, upload=upload, check=check, **common)
+        if source == "form" and pydantic_engine.is_pydantic_model(inner):
+            keys = _model_keys(where, name, inner, source, marker)
+            validate = _pydantic_validator(where, name, annotation, metadata, marker)
+            return Field(name, source, key, default, validate=validate, model_keys=keys, **common)
+        # A form value is a string (or several): validate it as a query value is.
+        item = sequence_item(inner)
+        return _string_field(
+            where, name, annotation, metadata, default, source, key, marker, item, check, common
+        )
 
     if source == "body":
-        if inner is bytes:
-            return Field(
-                name, source, key, default, raw="bytes", check=check, annotation=annotation
-            )
+        if inner is bytes and not metadata:
+            return Field(name, source, key, default, raw="bytes", check=check, **common)
+        plain_str = inner is str and not metadata and not (marker and marker.needs_pydantic())
+        if not plain_str and (
+            _pydantic_for(annotation, marker, metadata)
+            or (pydantic_engine.available() and not pydantic_engine.involves_attrs(annotation))
+        ):
+            validate = _pydantic_validator(where, name, annotation, metadata, marker)
+            return Field(name, source, key, default, validate=validate, check=None, **common)
         if inner is str:
             return Field(
                 name,
@@ -470,7 +535,7 @@ def _build_field(
                 raw="text",
                 check=check,
                 structure=body_structurer(annotation),
-                annotation=annotation,
+                **common,
             )
         try:
             structure = body_structurer(annotation)
@@ -479,16 +544,68 @@ def _build_field(
                 f"{where}: cannot read body parameter {name!r} as {type_name(annotation)}: {error}"
             )
             raise RouteDefinitionError(msg) from error
-        return Field(
-            name, source, key, default, structure=structure, check=check, annotation=annotation
-        )
+        return Field(name, source, key, default, structure=structure, check=check, **common)
+
+    if source in ("query", "header", "cookie") and pydantic_engine.is_pydantic_model(inner):
+        keys = _model_keys(where, name, inner, source, marker)
+        validate = _pydantic_validator(where, name, annotation, metadata, marker)
+        return Field(name, source, key, default, validate=validate, model_keys=keys, **common)
 
     item = sequence_item(inner)
-    is_list = item is not None and source in ("query", "header")
+    return _string_field(
+        where, name, annotation, metadata, default, source, key, marker, item, check, common
+    )
+
+
+def _string_like(tp: Any) -> bool:
+    """Not a container or a model: FastAPI's test for what a URL or header can carry."""
+    if tp is None or pydantic_engine.involves_attrs(tp) or pydantic_engine.is_structured(tp):
+        return False
+    if pydantic_engine.is_pydantic_model(tp):
+        return False
+    origin = get_origin(tp) or tp
+    return not (isinstance(origin, type) and issubclass(origin, Mapping | Sequence | set))
+
+
+def _upload_kind(inner: Any) -> str | None:
+    from .uploads import UploadFile
+
+    if isinstance(inner, type) and issubclass(inner, UploadFile):
+        return "file"
+    if inner is bytes:
+        return None
+    item = sequence_item(inner)
+    if isinstance(item, type) and issubclass(item, UploadFile):
+        return "files"
+    return None
+
+
+def _string_field(
+    where: str,
+    name: str,
+    annotation: Any,
+    metadata: tuple[Any, ...],
+    default: Any,
+    source: str,
+    key: str,
+    marker: FieldMarker | None,
+    item: Any,
+    check: Callable[[Any], None] | None,
+    common: dict[str, Any],
+) -> Field:
+    is_list = item is not None and source in ("query", "header", "form", "file")
+    if _pydantic_for(annotation, marker, metadata):
+        validate = _pydantic_validator(where, name, annotation, metadata, marker)
+        return Field(name, source, key, default, validate=validate, is_list=is_list, **common)
+    inner, _ = strip_optional(annotation)
     target = item if is_list else inner
     try:
         convert = string_converter(target)
     except TypeError:
+        if pydantic_engine.available() and _string_like(target):
+            # A type pydantic builds from a string (timedelta, IPv4Address...).
+            validate = _pydantic_validator(where, name, annotation, metadata, marker)
+            return Field(name, source, key, default, validate=validate, is_list=is_list, **common)
         msg = (
             f"{where}: parameter {name!r} is read from the {source}, where values are "
             f"strings, but {type_name(annotation)} cannot be built from a string. Use a "
@@ -503,5 +620,6 @@ def _build_field(
         convert=convert,
         is_list=is_list,
         check=check,
-        annotation=annotation,
+        container=_container(inner) if is_list else None,
+        **common,
     )

@@ -38,6 +38,7 @@ import attrs
 import trio
 
 from .convert import body_converter
+from .datastructures import URL
 from .requests import Receive, Send
 
 logger = logging.getLogger("trioapi")
@@ -56,8 +57,18 @@ def _default(value: Any) -> Any:
         return list(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    msg = f"Object of type {type(value).__name__} is not JSON serializable"
-    raise TypeError(msg)
+    if isinstance(value, URL):
+        return str(value)
+    # Models of other libraries (pydantic, dataclasses), paths, timedeltas...:
+    # FastAPI's encoder knows them. Its ValueError for what nobody knows
+    # becomes the TypeError the JSON encoder expects from a default.
+    from ..encoders import jsonable_encoder
+
+    try:
+        return jsonable_encoder(value)
+    except ValueError:
+        msg = f"Object of type {type(value).__name__} is not JSON serializable"
+        raise TypeError(msg) from None
 
 
 def _compact_encoder(ensure_ascii: bool) -> Callable[[Any], str]:
@@ -174,6 +185,8 @@ class Response:
 
     media_type: str | None = None
     charset = "utf-8"
+    # Set on the 500 that answers an unhandled error, which then goes on to the server.
+    _unhandled = False
 
     def __init__(
         self,

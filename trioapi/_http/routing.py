@@ -16,6 +16,7 @@ routes unless a route declares ``HEAD`` itself.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, final
@@ -101,28 +102,58 @@ def parse_template(path: str) -> PathTemplate:
     return PathTemplate(path, tuple(segments), catch_all)
 
 
+class _Unset(enum.Enum):
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset.UNSET
+"""An option left out: ``response_model`` then comes from the return annotation."""
+
+
 @final
 @attrs.define(eq=False)
 class APIRoute:
-    """One path operation: a template, its methods and its endpoint."""
+    """One path operation: a template, its methods, its endpoint and its options.
+
+    Every keyword FastAPI's route decorators take is a field here. Those that
+    change behaviour: ``status_code``, ``response_model`` and the
+    ``response_model_*`` options, ``response_class``, ``dependencies``,
+    ``max_body_size``, ``strict_content_type``. The rest (``tags``,
+    ``summary``, ``responses``, ``callbacks``, ``openapi_extra``...) describe
+    the route for its documentation.
+    """
 
     path: str
     endpoint: Callable[..., Any]
     methods: frozenset[str]
     status_code: int | None = None
     name: str | None = None
-    tags: tuple[str, ...] = ()
+    tags: tuple[Any, ...] = ()
     dependencies: tuple[Depends, ...] = ()
     response_class: type[Response] | None = None
     summary: str | None = None
     description: str | None = None
     include_in_schema: bool = True
     max_body_size: int | None = None
-    response_model: Any = None
+    response_model: Any = UNSET
     responses: Mapping[int | str, Any] | None = None
-    deprecated: bool = False
+    deprecated: bool | None = None
     operation_id: str | None = None
     response_description: str = "Successful Response"
+    response_model_include: Any = None
+    response_model_exclude: Any = None
+    response_model_by_alias: bool = True
+    response_model_exclude_unset: bool = False
+    response_model_exclude_defaults: bool = False
+    response_model_exclude_none: bool = False
+    callbacks: Sequence[Any] | None = None
+    openapi_extra: dict[str, Any] | None = None
+    generate_unique_id_function: Callable[[Any], str] | None = None
+    strict_content_type: bool | None = None
+    form_limits: Any = None
     template: PathTemplate = attrs.field(init=False)
     dependant: Dependant | None = attrs.field(default=None, init=False)
     extra: tuple[Any, ...] = attrs.field(default=(), init=False)
@@ -131,11 +162,25 @@ class APIRoute:
     def __attrs_post_init__(self) -> None:
         self.template = parse_template(self.path)
         if self.name is None:
-            self.name = getattr(self.endpoint, "__name__", None)
+            self.name = getattr(self.endpoint, "__name__", None) or type(self.endpoint).__name__
+
+    @property
+    def path_format(self) -> str:
+        """The path template without converters (``/files/{path}``), as FastAPI has it."""
+        return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):[a-z]+\}", r"{\1}", self.path)
+
+    def effective_response_model(self) -> Any:
+        """``response_model=`` if given, else the endpoint's return annotation (FastAPI's rule)."""
+        if self.response_model is not UNSET:
+            return self.response_model
+        from .params import return_annotation
+
+        return return_annotation(self.endpoint)
 
     def prepare(self, global_dependencies: Sequence[Depends] = ()) -> None:
         """Analyses the endpoint and its dependencies; raises on any mistake."""
-        from .params import SubDependency, analyse
+        from .params import CallKind, SubDependency, analyse
+        from .shaping import response_shaper, serialize_options
 
         names = frozenset(self.template.param_names)
         self.dependant = analyse(self.endpoint, names)
@@ -144,33 +189,15 @@ class APIRoute:
             if marker.dependency is None:
                 msg = f"route {self.path!r}: dependencies=[Depends()] needs a callable"
                 raise RouteDefinitionError(msg)
-            extra.append(SubDependency(None, analyse(marker.dependency, names), marker.use_cache))
+            extra.append(
+                SubDependency(None, analyse(marker.dependency, names), marker.use_cache, marker)
+            )
         self.extra = tuple(extra)
-        self.shape_response = _response_shaper(self.path, self.response_model)
-
-
-def _response_shaper(path: str, model: Any) -> Callable[[Any], Any] | None:
-    """For ``response_model=``: the function that makes a return value that model.
-
-    A value that is already an instance passes as it is; anything else (a
-    dict, say) is structured into the model with cattrs, so extra keys are
-    dropped and a value that does not fit is the server's error (500), as in
-    FastAPI. ``None`` and non-class annotations leave the value untouched.
-    """
-    if model is None or not isinstance(model, type) or not attrs.has(model):
-        return None
-    from .convert import body_structurer
-
-    try:
-        structure = body_structurer(model)
-    except Exception as error:
-        msg = f"route {path!r}: cannot use response_model={model!r}: {error}"
-        raise RouteDefinitionError(msg) from error
-
-    def shape(value: Any) -> Any:
-        return value if isinstance(value, model) else structure(value)
-
-    return shape
+        if self.dependant.kind in (CallKind.ASYNC_GEN, CallKind.SYNC_GEN):
+            return  # the app says what to do instead; a generator has no response model
+        self.shape_response = response_shaper(
+            f"route {self.path!r}", self.effective_response_model(), serialize_options(self)
+        )
 
 
 @attrs.define
@@ -308,29 +335,102 @@ class RouteTable:
         return not isinstance(self.match("GET", path), NotFound)
 
 
+_ROUTE_OPTIONS = (
+    "status_code",
+    "name",
+    "response_class",
+    "summary",
+    "description",
+    "include_in_schema",
+    "max_body_size",
+    "response_model",
+    "responses",
+    "deprecated",
+    "operation_id",
+    "response_description",
+    "response_model_include",
+    "response_model_exclude",
+    "response_model_by_alias",
+    "response_model_exclude_unset",
+    "response_model_exclude_defaults",
+    "response_model_exclude_none",
+    "callbacks",
+    "openapi_extra",
+    "generate_unique_id_function",
+    "strict_content_type",
+    "form_limits",
+)
+"""A route decorator's keywords, besides ``path``, ``methods``, ``tags`` and ``dependencies``."""
+
+
+def _check_prefix(prefix: str, what: str) -> None:
+    if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+        msg = f"{what} prefix {prefix!r} must start with '/' and not end with '/'"
+        raise RouteDefinitionError(msg)
+
+
 class APIRouter:
-    """A group of path operations sharing a prefix, tags and dependencies.
+    """A group of path operations sharing a prefix, tags, dependencies and options.
 
     Args:
         prefix: Prepended to every route's path (``"/users"``).
         tags: Added to every route, for documentation.
         dependencies: Solved before every route's endpoint, values discarded.
+        default_response_class: The response class of routes that name none.
+        responses, callbacks, deprecated, include_in_schema,
+        generate_unique_id_function: Defaults for every route's documentation.
+        strict_content_type, max_body_size, form_limits: Defaults for every
+            route's body handling.
+        on_startup, on_shutdown, lifespan: Hooks run with the app's lifespan
+            once the router is included.
+        routes, redirect_slashes, default, dependency_overrides_provider,
+        route_class: Accepted as FastAPI accepts them.
     """
 
     def __init__(
         self,
         *,
         prefix: str = "",
-        tags: Sequence[str] = (),
-        dependencies: Sequence[Depends] = (),
+        tags: Sequence[Any] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        default_response_class: type[Response] | None = None,
+        responses: Mapping[int | str, Any] | None = None,
+        callbacks: Sequence[Any] | None = None,
+        routes: Sequence[Any] | None = None,
+        redirect_slashes: bool = True,
+        default: Any = None,
+        dependency_overrides_provider: Any = None,
+        route_class: Any = None,
+        on_startup: Sequence[Callable[[], Any]] | None = None,
+        on_shutdown: Sequence[Callable[[], Any]] | None = None,
+        lifespan: Any = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+        generate_unique_id_function: Callable[[Any], str] | None = None,
+        strict_content_type: bool | None = None,
+        max_body_size: int | None = None,
+        form_limits: Any = None,
     ) -> None:
-        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
-            msg = f"router prefix {prefix!r} must start with '/' and not end with '/'"
-            raise RouteDefinitionError(msg)
+        _check_prefix(prefix, "router")
         self.prefix = prefix
-        self.tags = tuple(tags)
-        self.dependencies = tuple(dependencies)
-        self.routes: list[APIRoute] = []
+        self.tags = tuple(tags or ())
+        self.dependencies = tuple(dependencies or ())
+        self.default_response_class = default_response_class
+        self.responses = dict(responses or {})
+        self.callbacks = list(callbacks or [])
+        self.redirect_slashes = redirect_slashes
+        self.default = default
+        self.dependency_overrides_provider = dependency_overrides_provider
+        self.on_startup: list[Callable[[], Any]] = list(on_startup or ())
+        self.on_shutdown: list[Callable[[], Any]] = list(on_shutdown or ())
+        self.lifespan_context = lifespan
+        self.deprecated = deprecated
+        self.include_in_schema = include_in_schema
+        self.generate_unique_id_function = generate_unique_id_function
+        self.strict_content_type = strict_content_type
+        self.max_body_size = max_body_size
+        self.form_limits = form_limits
+        self.routes: list[APIRoute] = list(routes or [])
 
     def _register(self, route: APIRoute) -> None:
         self.routes.append(route)
@@ -340,57 +440,56 @@ class APIRouter:
         path: str,
         endpoint: Callable[..., Any],
         *,
-        methods: Iterable[str] = ("GET",),
-        status_code: int | None = None,
-        name: str | None = None,
-        tags: Sequence[str] = (),
-        dependencies: Sequence[Depends] = (),
-        response_class: type[Response] | None = None,
-        summary: str | None = None,
-        description: str | None = None,
-        include_in_schema: bool = True,
-        max_body_size: int | None = None,
-        response_model: Any = None,
-        responses: Mapping[int | str, Any] | None = None,
-        deprecated: bool = False,
-        operation_id: str | None = None,
-        response_description: str = "Successful Response",
+        methods: Iterable[str] | None = None,
+        tags: Sequence[Any] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        **options: Any,
     ) -> APIRoute:
         """Registers ``endpoint`` for ``methods`` on ``path`` (prefix added).
 
-        ``response_model`` (an attrs class) shapes what the endpoint returns;
-        ``responses``, ``deprecated``, ``operation_id``, ``summary``,
-        ``description`` and ``response_description`` describe the route, as
-        FastAPI code passes them, and are kept on the route.
+        Takes every keyword of FastAPI's ``add_api_route`` (see
+        :class:`APIRoute`); the router's own defaults fill what is left out.
         """
-        upper = frozenset(method.upper() for method in methods)
+        unknown = set(options) - set(_ROUTE_OPTIONS) - {"route_class_override"}
+        if unknown:
+            msg = f"route {path!r}: unknown option(s) {', '.join(sorted(unknown))}"
+            raise TypeError(msg)
+        options.pop("route_class_override", None)
+        upper = frozenset(method.upper() for method in (("GET",) if methods is None else methods))
         if not upper:
             msg = f"route {path!r} needs at least one method"
             raise RouteDefinitionError(msg)
+        if options.get("response_class") is None:
+            options["response_class"] = self.default_response_class
+        for key in (
+            "deprecated",
+            "generate_unique_id_function",
+            "strict_content_type",
+            "max_body_size",
+            "form_limits",
+        ):
+            if options.get(key) is None:
+                options[key] = getattr(self, key)
+        if self.responses:
+            options["responses"] = {**self.responses, **(options.get("responses") or {})}
+        if self.callbacks:
+            options["callbacks"] = [*self.callbacks, *(options.get("callbacks") or [])]
+        options["include_in_schema"] = self.include_in_schema and options.get(
+            "include_in_schema", True
+        )
         route = APIRoute(
             path=self.prefix + path,
             endpoint=endpoint,
             methods=upper,
-            status_code=status_code,
-            name=name,
-            tags=(*self.tags, *tags),
-            dependencies=(*self.dependencies, *dependencies),
-            response_class=response_class,
-            summary=summary,
-            description=description,
-            include_in_schema=include_in_schema,
-            max_body_size=max_body_size,
-            response_model=response_model,
-            responses=responses,
-            deprecated=deprecated,
-            operation_id=operation_id,
-            response_description=response_description,
+            tags=(*self.tags, *(tags or ())),
+            dependencies=(*self.dependencies, *(dependencies or ())),
+            **options,
         )
         self._register(route)
         return route
 
     def api_route(
-        self, path: str, *, methods: Iterable[str] = ("GET",), **options: Any
+        self, path: str, *, methods: Iterable[str] | None = None, **options: Any
     ) -> Callable[[F], F]:
         """Decorator form of :meth:`add_api_route`."""
 
@@ -428,35 +527,71 @@ class APIRouter:
         """Registers an ``OPTIONS`` path operation."""
         return self.api_route(path, methods=("OPTIONS",), **options)
 
+    def trace(self, path: str, **options: Any) -> Callable[[F], F]:
+        """Registers a ``TRACE`` path operation."""
+        return self.api_route(path, methods=("TRACE",), **options)
+
+    def on_event(self, event: str) -> Callable[[Any], Any]:
+        """Registers a ``"startup"`` or ``"shutdown"`` hook (decorator)."""
+        if event not in ("startup", "shutdown"):
+            msg = f"unknown event {event!r}; use 'startup' or 'shutdown'"
+            raise ValueError(msg)
+
+        def decorator(hook: Any) -> Any:
+            (self.on_startup if event == "startup" else self.on_shutdown).append(hook)
+            return hook
+
+        return decorator
+
     def include_router(
         self,
         router: APIRouter,
         *,
         prefix: str = "",
-        tags: Sequence[str] = (),
-        dependencies: Sequence[Depends] = (),
+        tags: Sequence[Any] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        default_response_class: type[Response] | None = None,
+        responses: Mapping[int | str, Any] | None = None,
+        callbacks: Sequence[Any] | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+        generate_unique_id_function: Callable[[Any], str] | None = None,
+        max_body_size: int | None = None,
+        form_limits: Any = None,
     ) -> None:
-        """Adds ``router``'s routes (as they are now) under ``prefix``."""
-        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
-            msg = f"include_router prefix {prefix!r} must start with '/' and not end with '/'"
+        """Adds ``router``'s routes (as they are now) under ``prefix``.
+
+        The keywords apply to every included route, below the route's own
+        options and above this router's defaults, as in FastAPI.
+        """
+        _check_prefix(prefix, "include_router")
+        if router is self:
+            msg = "a router cannot include itself"
             raise RouteDefinitionError(msg)
         for route in router.routes:
+            options = {key: getattr(route, key) for key in _ROUTE_OPTIONS}
+            if options["response_class"] is None:
+                options["response_class"] = default_response_class
+            for key, value in (
+                ("deprecated", deprecated),
+                ("generate_unique_id_function", generate_unique_id_function),
+                ("max_body_size", max_body_size),
+                ("form_limits", form_limits),
+            ):
+                if options[key] is None:
+                    options[key] = value
+            if responses:
+                options["responses"] = {**responses, **(options["responses"] or {})}
+            if callbacks:
+                options["callbacks"] = [*callbacks, *(options["callbacks"] or [])]
+            options["include_in_schema"] = include_in_schema and route.include_in_schema
             self.add_api_route(
                 prefix + route.path,
                 route.endpoint,
                 methods=route.methods,
-                status_code=route.status_code,
-                name=route.name,
-                tags=(*tags, *route.tags),
-                dependencies=(*dependencies, *route.dependencies),
-                response_class=route.response_class,
-                summary=route.summary,
-                description=route.description,
-                include_in_schema=route.include_in_schema,
-                max_body_size=route.max_body_size,
-                response_model=route.response_model,
-                responses=route.responses,
-                deprecated=route.deprecated,
-                operation_id=route.operation_id,
-                response_description=route.response_description,
+                tags=(*(tags or ()), *route.tags),
+                dependencies=(*(dependencies or ()), *route.dependencies),
+                **options,
             )
+        self.on_startup.extend(router.on_startup)
+        self.on_shutdown.extend(router.on_shutdown)

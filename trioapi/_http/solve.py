@@ -22,9 +22,12 @@ import trio
 from .._runtime.background import BackgroundTasks
 from .convert import ConversionError, body_errors, error_entry
 from .datastructures import QueryParams
-from .params import REQUIRED, CallKind, Dependant, Field, Special, SubDependency
+from .markers import SecurityScopes
+from .params import REQUIRED, CallKind, Dependant, Field, Special, SubDependency, analyse
+from .pydantic_engine import Invalid
 from .requests import Receive, Request, Scope
 from .responses import Response
+from .uploads import UploadFile
 
 if TYPE_CHECKING:
     from .._runtime.background import BackgroundRuntime
@@ -58,6 +61,7 @@ class RequestContext:
         "cache",
         "exits",
         "max_body_size",
+        "overrides",
         "path_params",
         "receive",
         "runtime",
@@ -72,7 +76,9 @@ class RequestContext:
         runtime: BackgroundRuntime,
         max_body_size: int,
         body_timeout: float | None,
+        overrides: dict[Any, Any] | None = None,
     ) -> None:
+        self.overrides = overrides
         self.scope = scope
         self.receive = receive
         self.path_params = path_params
@@ -80,7 +86,8 @@ class RequestContext:
         self.max_body_size = max_body_size
         self.body_timeout = body_timeout
         self.cache: dict[Any, Any] = {}
-        self.exits: list[tuple[CallKind, Any]] = []
+        # (kind, generator, ends before the response): yield dependencies to finish.
+        self.exits: list[tuple[CallKind, Any, bool]] = []
         self._request: Request | None = None
         self._response: Response | None = None
         self._background: BackgroundTasks | None = None
@@ -134,9 +141,27 @@ class RequestContext:
         Only then may the response watch ``receive`` for the client leaving
         without taking body messages someone else still wants.
         """
-        if self._request is not None and self._request._body is not None:
+        request = self._request
+        if request is not None and (request._body is not None or request._stream_done):
             return True
         return not request_has_body(self.scope)
+
+    def _body_or_none(self) -> Any:
+        """The parsed body, when one was read (for ``RequestValidationError.body``)."""
+        return None if self._body is _NO_BODY else self._body
+
+    def has_files(self) -> bool:
+        """The request parsed a form, whose uploads must be closed when it ends."""
+        request = self._request
+        return request is not None and request._form is not None
+
+    async def close_files(self) -> None:
+        if self._request is not None:
+            await self._request.close()
+
+    async def form(self) -> Any:
+        """The request's form, parsed once (its files are closed when the request ends)."""
+        return await self.request.form()
 
     @property
     def query(self) -> QueryParams:
@@ -161,9 +186,13 @@ async def call(dependant: Dependant, values: dict[str, Any]) -> Any:
 
 
 async def solve(
-    dependant: Dependant, ctx: RequestContext
+    dependant: Dependant, ctx: RequestContext, scopes: tuple[str, ...] = ()
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Resolves every parameter of ``dependant`` for this request.
+
+    Args:
+        scopes: The OAuth2 scopes the ``Security()`` dependencies on the way
+            here require (for a ``SecurityScopes`` parameter).
 
     Returns:
         The keyword arguments to call it with, and the validation errors
@@ -172,7 +201,7 @@ async def solve(
     values: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
     for sub in dependant.dependencies:
-        value, sub_errors = await resolve(sub, ctx)
+        value, sub_errors = await resolve(sub, ctx, scopes)
         if sub_errors:
             errors.extend(sub_errors)
         elif sub.name is not None:
@@ -182,6 +211,8 @@ async def solve(
             values[name] = ctx.request
         elif special is Special.BACKGROUND:
             values[name] = ctx.background
+        elif special is Special.SECURITY_SCOPES:
+            values[name] = SecurityScopes(list(scopes))
         else:
             values[name] = ctx.response
     for field in dependant.fields:
@@ -191,33 +222,66 @@ async def solve(
     return values, errors
 
 
-async def resolve(sub: SubDependency, ctx: RequestContext) -> tuple[Any, list[dict[str, Any]]]:
+_override_plans: dict[tuple[Any, frozenset[str]], Dependant] = {}
+
+
+def _overridden(dependant: Dependant, ctx: RequestContext) -> Dependant:
+    overrides = ctx.overrides
+    if not overrides:
+        return dependant
+    replacement = overrides.get(dependant.call)
+    if replacement is None:
+        return dependant
+    key = (replacement, frozenset(ctx.path_params))
+    plan = _override_plans.get(key)
+    if plan is None:
+        plan = analyse(replacement, key[1])
+        _override_plans[key] = plan
+    return plan
+
+
+async def resolve(
+    sub: SubDependency, ctx: RequestContext, scopes: tuple[str, ...] = ()
+) -> tuple[Any, list[dict[str, Any]]]:
     """Solves and calls one dependency (once per request when cached)."""
-    dependant = sub.dependant
-    if sub.use_cache and dependant.cache_key in ctx.cache:
-        return ctx.cache[dependant.cache_key], []
-    values, errors = await solve(dependant, ctx)
+    dependant = _overridden(sub.dependant, ctx)
+    if sub.scopes:
+        scopes = (*scopes, *sub.scopes)
+    cache_key = (dependant.cache_key, scopes) if scopes else dependant.cache_key
+    if sub.use_cache and cache_key in ctx.cache:
+        return ctx.cache[cache_key], []
+    values, errors = await solve(dependant, ctx, scopes)
     if errors:
         return None, errors
     kind = dependant.kind
+    early = sub.marker is not None and sub.marker.scope == "function"
     if kind is CallKind.ASYNC_GEN:
         generator = dependant.call(**values)
         value = await generator.__anext__()
-        ctx.exits.append((kind, generator))
+        ctx.exits.append((kind, generator, early))
     elif kind is CallKind.SYNC_GEN:
         generator = dependant.call(**values)
         value = await trio.to_thread.run_sync(next, generator)
-        ctx.exits.append((kind, generator))
+        ctx.exits.append((kind, generator, early))
     else:
         value = await call(dependant, values)
     if sub.use_cache:
-        ctx.cache[dependant.cache_key] = value
+        ctx.cache[cache_key] = value
     return value, []
 
 
-def _missing(field: Field, values: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+def _missing(
+    field: Field,
+    values: dict[str, Any],
+    errors: list[dict[str, Any]],
+    loc: tuple[str | int, ...] | None = None,
+) -> None:
     if field.default is REQUIRED:
-        errors.append(error_entry("missing", [field.source, field.key], "Field required", None))
+        if field.default_factory is not None:
+            values[field.name] = field.default_factory()
+            return
+        where = loc if loc is not None else (field.source, field.key)
+        errors.append(error_entry("missing", where, "Field required", None))
     else:
         default = field.default
         values[field.name] = (
@@ -239,10 +303,79 @@ def _convert(
     return True, value
 
 
+def _validated(
+    field: Field,
+    raw: Any,
+    loc: tuple[str | int, ...],
+    values: dict[str, Any],
+    errors: list[dict[str, Any]],
+) -> None:
+    assert field.validate is not None
+    try:
+        values[field.name] = field.validate(raw)
+    except Invalid as invalid:
+        errors.extend({**entry, "loc": (*loc, *entry["loc"])} for entry in invalid.entries)
+
+
+def _convert_list(
+    field: Field,
+    raws: list[str],
+    loc: tuple[str | int, ...],
+    values: dict[str, Any],
+    errors: list[dict[str, Any]],
+) -> None:
+    if field.validate is not None:
+        _validated(field, raws, loc, values, errors)
+        return
+    items: list[Any] = []
+    ok = True
+    for index, raw in enumerate(raws):
+        converted, value = _convert(field, raw, [*loc, index], errors)
+        ok = ok and converted
+        items.append(value)
+    if ok:
+        values[field.name] = field.container(items) if field.container is not None else items
+
+
+def _source_items(field: Field, ctx: RequestContext) -> Any:
+    if field.source == "query":
+        return ctx.query
+    if field.source == "header":
+        return ctx.request.headers
+    return ctx.request.cookies
+
+
+def _read_model(
+    field: Field, ctx: RequestContext, values: dict[str, Any], errors: list[dict[str, Any]]
+) -> None:
+    """A parameter model: every declared key (and the rest, for ``extra``) in one dict."""
+    assert field.model_keys is not None
+    source = _source_items(field, ctx)
+    data: dict[str, Any] = {}
+    seen: set[str] = set()
+    multi = hasattr(source, "getlist")
+    for wire, alias, is_list in field.model_keys:
+        seen.add(wire)
+        if is_list and multi:
+            found = source.getlist(wire)
+            if found:
+                data[alias] = found
+        elif wire in source:
+            data[alias] = source[wire]
+    for key in source:
+        if key not in seen and key not in data:
+            found = source.getlist(key) if multi else [source[key]]
+            data[key] = found[0] if len(found) == 1 else found
+    _validated(field, data, (field.source,), values, errors)
+
+
 def _read_field(
     field: Field, ctx: RequestContext, values: dict[str, Any], errors: list[dict[str, Any]]
 ) -> None:
     source = field.source
+    if field.model_keys is not None:
+        _read_model(field, ctx, values, errors)
+        return
     if field.is_list:
         if source == "query":
             raws = ctx.query.getlist(field.key)
@@ -251,14 +384,7 @@ def _read_field(
         if not raws:
             _missing(field, values, errors)
             return
-        items: list[Any] = []
-        ok = True
-        for index, raw in enumerate(raws):
-            converted, value = _convert(field, raw, [source, field.key, index], errors)
-            ok = ok and converted
-            items.append(value)
-        if ok:
-            values[field.name] = items
+        _convert_list(field, raws, (source, field.key), values, errors)
         return
     if source == "path":
         raw_value: str | None = ctx.path_params.get(field.key)
@@ -270,6 +396,9 @@ def _read_field(
         raw_value = ctx.request.cookies.get(field.key)
     if raw_value is None:
         _missing(field, values, errors)
+        return
+    if field.validate is not None:
+        _validated(field, raw_value, (source, field.key), values, errors)
         return
     converted, value = _convert(field, raw_value, [source, field.key], errors)
     if converted:
@@ -335,6 +464,9 @@ async def _read_body(
     dependant: Dependant, ctx: RequestContext, values: dict[str, Any], errors: list[dict[str, Any]]
 ) -> None:
     fields = dependant.body
+    if dependant.form_body:
+        await _read_form(dependant, ctx, values, errors)
+        return
     first = fields[0]
     if first.raw == "bytes":
         values[first.name] = await ctx.request.body()
@@ -387,6 +519,9 @@ def _structure(
     values: dict[str, Any],
     errors: list[dict[str, Any]],
 ) -> None:
+    if field.validate is not None:
+        _validated(field, value, tuple(loc), values, errors)
+        return
     assert field.structure is not None
     try:
         result = field.structure(value)
@@ -400,29 +535,115 @@ def _structure(
         values[field.name] = result
 
 
-async def teardown(ctx: RequestContext, error: BaseException | None) -> None:
-    """Finishes yield dependencies, newest first, after the response was sent.
+def _empty_upload(value: Any) -> bool:
+    # Browsers send an empty file part when no file was chosen.
+    return isinstance(value, UploadFile) and not value.filename and not value.size
+
+
+async def _read_form(
+    dependant: Dependant, ctx: RequestContext, values: dict[str, Any], errors: list[dict[str, Any]]
+) -> None:
+    form = await ctx.form()
+    if not dependant.embed_body:
+        field = dependant.body[0]
+        assert field.model_keys is not None
+        data: dict[str, Any] = {}
+        for wire, alias, is_list in field.model_keys:
+            found = [item for item in form.getlist(wire) if item != "" and not _empty_upload(item)]
+            if found:
+                data[alias] = found if is_list else found[-1]
+        for key, item in form.multi_items():
+            if key not in data and all(key != wire for wire, _, _ in field.model_keys):
+                data[key] = item
+        _validated(field, data, ("body",), values, errors)
+        return
+    for field in dependant.body:
+        loc: tuple[str | int, ...] = ("body", field.key)
+        found = [item for item in form.getlist(field.key) if item != "" and not _empty_upload(item)]
+        if not found:
+            _missing(field, values, errors, loc)
+            continue
+        if field.upload in ("file", "files"):
+            uploads = [item for item in found if isinstance(item, UploadFile)]
+            if not uploads:
+                errors.append(
+                    error_entry(
+                        "value_error",
+                        loc,
+                        f"Value error, Expected UploadFile, received: {type(found[0])}",
+                        found[0],
+                    )
+                )
+                continue
+            values[field.name] = uploads if field.upload == "files" else uploads[-1]
+            continue
+        raws: list[Any] = []
+        for item in found:
+            raws.append(await item.read() if isinstance(item, UploadFile) else item)
+        if field.is_list:
+            if field.validate is None and any(not isinstance(raw, str) for raw in raws):
+                values[field.name] = raws
+                continue
+            _convert_list(field, raws, loc, values, errors)
+            continue
+        raw = raws[-1]
+        if field.validate is not None:
+            _validated(field, raw, loc, values, errors)
+        elif isinstance(raw, bytes):
+            values[field.name] = raw
+        else:
+            converted, value = _convert(field, raw, list(loc), errors)
+            if converted:
+                values[field.name] = value
+
+
+async def teardown(
+    ctx: RequestContext, error: Exception | None, *, only_early: bool = False
+) -> Exception | None:
+    """Finishes yield dependencies, newest first.
 
     The endpoint's exception (if any) is thrown into each generator, so a
-    dependency can see it (``except``) and clean up accordingly. Errors raised
-    here are logged: the response is already on its way.
+    dependency can see it (``except``) and clean up accordingly; an
+    exception a generator raises instead goes on to the older ones, as
+    through a stack of context managers.
+
+    Args:
+        error: The exception the endpoint raised, or None.
+        only_early: Finish only the ``Depends(scope="function")`` ones (before
+            the response is sent); the others wait for the response.
+
+    Returns:
+        The exception that replaced ``error`` (a dependency turned an
+        ``OwnerError`` into an ``HTTPException``, say), or None. When there
+        was no ``error`` to replace (the response is on its way), a failure is
+        logged instead.
     """
+    current: Exception | None = error
+    kept: list[tuple[CallKind, Any, bool]] = []
     while ctx.exits:
-        kind, generator = ctx.exits.pop()
+        entry = ctx.exits.pop()
+        kind, generator, early = entry
+        if only_early and not early:
+            kept.append(entry)
+            continue
         try:
             if kind is CallKind.ASYNC_GEN:
-                await _finish_async(generator, error)
+                await _finish_async(generator, current)
             else:
-                await trio.to_thread.run_sync(_finish_sync, generator, error)
+                await trio.to_thread.run_sync(_finish_sync, generator, current)
         except trio.Cancelled:
             raise
         except BaseException as failure:
-            if failure is error:
-                continue  # re-raised the endpoint's error: nothing new to report
-            if isinstance(failure, Exception):
+            if failure is current:
+                continue  # re-raised the error it was given: nothing new
+            if not isinstance(failure, Exception):
+                raise
+            if error is None:
                 logger.exception("error in the teardown of a yield dependency (%s)", ctx.label)
             else:
-                raise
+                current = failure
+    ctx.exits.extend(reversed(kept))
+    return current if current is not error else None
 
 
 async def _finish_async(generator: AsyncGenerator[Any, None], error: BaseException | None) -> None:

@@ -1,0 +1,229 @@
+"""The pydantic validation engine, used when pydantic v2 is installed (``trioapi[pydantic]``).
+
+Nothing here imports pydantic at module level: :func:`available` asks
+whether it is installed, and everything else imports it on first use, at
+route registration. An app whose routes need no pydantic never loads it.
+
+Which engine a value goes through is decided per parameter at registration
+(:func:`wants`): attrs classes always go through cattrs (pydantic does not
+know them); with pydantic installed, bodies, pydantic models, dataclasses,
+TypedDicts, constrained or annotated types and every keyword only pydantic
+enforces go through pydantic, so they validate, fail and serialise exactly
+as in FastAPI; plain scalars in the URL and headers keep trioapi's own
+converters, which give the same results and error entries for less.
+
+A validator returns the value or raises :class:`Invalid`, whose entries are
+FastAPI's 422 entries with ``loc`` relative to the value; the caller puts
+the source and name in front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import sys
+import typing
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, get_args, get_origin
+
+import attrs
+
+from .._exceptions import TrioAPIError
+
+Validator = Callable[[Any], Any]
+
+
+class Invalid(ValueError):
+    """A value failed validation; ``entries`` are 422 entries relative to it."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        super().__init__(entries)
+        self.entries = entries
+
+
+@functools.cache
+def available() -> bool:
+    """pydantic (v2) can be imported; checked without importing it."""
+    if "pydantic" in sys.modules:
+        return True
+    return importlib.util.find_spec("pydantic") is not None
+
+
+def loaded() -> bool:
+    """Some code already imported pydantic (so its types can appear in annotations)."""
+    return "pydantic" in sys.modules
+
+
+def is_pydantic_model(tp: Any) -> bool:
+    """``tp`` is a pydantic ``BaseModel`` subclass (without importing pydantic)."""
+    if not loaded() or not isinstance(tp, type):
+        return False
+    from pydantic import BaseModel
+
+    return issubclass(tp, BaseModel)
+
+
+def involves_attrs(tp: Any, _depth: int = 0) -> bool:
+    """``tp`` is, or contains, an attrs class (which only cattrs can structure)."""
+    if _depth > 20:
+        return False
+    if isinstance(tp, type) and attrs.has(tp):
+        return True
+    return any(involves_attrs(arg, _depth + 1) for arg in get_args(tp) if arg is not Ellipsis)
+
+
+def involves_pydantic(tp: Any, _depth: int = 0) -> bool:
+    """``tp`` names a pydantic type or carries annotation metadata for pydantic."""
+    if not loaded() or _depth > 20:
+        return False
+    if get_origin(tp) is Annotated:
+        return True
+    if isinstance(tp, type):
+        module = getattr(tp, "__module__", "") or ""
+        if module.startswith(("pydantic", "pydantic_core", "pydantic_extra_types")):
+            return True
+        if is_pydantic_model(tp) or getattr(tp, "__pydantic_validator__", None) is not None:
+            return True
+    return any(involves_pydantic(arg, _depth + 1) for arg in get_args(tp) if arg is not Ellipsis)
+
+
+def is_structured(tp: Any) -> bool:
+    """A dataclass or TypedDict: pydantic validates them; cattrs would need hooks."""
+    return (isinstance(tp, type) and dataclasses.is_dataclass(tp)) or typing.is_typeddict(tp)
+
+
+def _adapter(annotation: Any) -> Any:
+    from pydantic import TypeAdapter
+
+    with warnings.catch_warnings():
+        # pydantic warns about Field() keywords that have no meaning for a bare
+        # type (an alias on a TypeAdapter, say); they are documentation here.
+        warnings.simplefilter("ignore")
+        return TypeAdapter(annotation)
+
+
+def _annotated(annotation: Any, metadata: tuple[Any, ...], field_kwargs: Mapping[str, Any]) -> Any:
+    if not metadata and not field_kwargs:
+        return annotation
+    extra: tuple[Any, ...] = metadata
+    if field_kwargs:
+        from pydantic import Field
+
+        extra = (*metadata, Field(**field_kwargs))
+    return Annotated[(annotation, *extra)]
+
+
+def entries_from(error: Any) -> list[dict[str, Any]]:
+    """pydantic's ``ValidationError`` as FastAPI's 422 entries (``loc`` a tuple)."""
+    return [
+        {**entry, "loc": tuple(entry.get("loc", ()))} for entry in error.errors(include_url=False)
+    ]
+
+
+def validator(
+    annotation: Any,
+    *,
+    metadata: tuple[Any, ...] = (),
+    field_kwargs: Mapping[str, Any] | None = None,
+    where: str = "",
+) -> Validator:
+    """Returns a function validating one value as ``annotation`` (FastAPI's lax Python mode).
+
+    Raises:
+        TrioAPIError: pydantic cannot build a schema for the annotation.
+    """
+    from pydantic import ValidationError
+    from pydantic.errors import PydanticSchemaGenerationError
+
+    try:
+        adapter = _adapter(_annotated(annotation, metadata, field_kwargs or {}))
+    except (PydanticSchemaGenerationError, TypeError) as error:
+        msg = f"{where}: pydantic cannot validate {annotation!r}: {error}"
+        raise TrioAPIError(msg) from error
+    validate = adapter.validate_python
+
+    def run(value: Any) -> Any:
+        try:
+            return validate(value, from_attributes=True)
+        except ValidationError as error:
+            raise Invalid(entries_from(error)) from None
+
+    return run
+
+
+@attrs.frozen
+class SerializeOptions:
+    """The ``response_model_*`` options of a route."""
+
+    include: Any = None
+    exclude: Any = None
+    by_alias: bool = True
+    exclude_unset: bool = False
+    exclude_defaults: bool = False
+    exclude_none: bool = False
+
+
+def response_shaper(annotation: Any, options: SerializeOptions, where: str) -> Callable[[Any], Any]:
+    """For a response model: validates the return value as it, then dumps it to JSON data.
+
+    As in FastAPI, a model instance is first dumped (honouring
+    ``exclude_unset`` and the like) and then validated as the declared
+    model, so fields the model does not declare never reach the client,
+    whatever class the value was; a value that does not fit raises
+    :class:`Invalid` (the app answers 500).
+    """
+    from pydantic import ValidationError
+
+    adapter = _adapter(annotation)
+    dump = adapter.dump_python
+
+    def prepare(value: Any) -> Any:
+        return _prepare(value, options)
+
+    def shape(value: Any) -> Any:
+        try:
+            validated = adapter.validate_python(prepare(value), from_attributes=True)
+        except ValidationError as error:
+            raise Invalid(entries_from(error)) from None
+        return dump(
+            validated,
+            mode="json",
+            include=options.include,
+            exclude=options.exclude,
+            by_alias=options.by_alias,
+            exclude_unset=options.exclude_unset,
+            exclude_defaults=options.exclude_defaults,
+            exclude_none=options.exclude_none,
+        )
+
+    return shape
+
+
+def _prepare(value: Any, options: SerializeOptions) -> Any:
+    # What FastAPI does before validating a return value: models become dicts
+    # (keeping only what was set, when asked), recursively through containers.
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return value.model_dump(
+            by_alias=True,
+            exclude_unset=options.exclude_unset,
+            exclude_defaults=options.exclude_defaults,
+            exclude_none=options.exclude_none,
+        )
+    if isinstance(value, list):
+        return [_prepare(item, options) for item in value]
+    if isinstance(value, dict):
+        return {key: _prepare(item, options) for key, item in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def dump_json_data(value: Any) -> Any:
+    """A pydantic model (or anything holding one) as plain JSON data."""
+    from pydantic_core import to_jsonable_python
+
+    return to_jsonable_python(value)

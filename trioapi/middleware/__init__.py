@@ -1,0 +1,1 @@
+"""ASGI middleware (FastAPI's ``fastapi.middleware``): a home for what comes next."""

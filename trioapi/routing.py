@@ -1,0 +1,6 @@
+"""Routers and routes (FastAPI's ``fastapi.routing``)."""
+
+from ._http.routing import APIRoute as APIRoute
+from ._http.routing import APIRouter as APIRouter
+
+__all__ = ["APIRoute", "APIRouter"]
