@@ -1,0 +1,408 @@
+"""FastAPI's behaviour, case by case: each test is a FastAPI app whose answer we match.
+
+The expected answers are what FastAPI 0.165 gives for the same app (run
+side by side while writing these). The response-model tests are the
+security promise: a field the model does not declare never reaches the
+client, for every shape, whether the model comes from ``response_model=``
+or from the return annotation.
+"""
+
+import dataclasses
+from typing import Annotated, Any
+
+import attrs
+import pytest
+
+from trioapi import Body, Depends, HTTPException, Query, Request, TrioAPI
+from trioapi.responses import RedirectResponse
+from trioapi.testing import TestClient
+
+pydantic = pytest.importorskip("pydantic")
+BaseModel = pydantic.BaseModel
+PydanticField = pydantic.Field
+
+
+class UserOut(BaseModel):
+    name: str
+
+
+class UserIn(BaseModel):
+    name: str
+    password_hash: str
+
+
+@attrs.define
+class AttrsOut:
+    name: str
+
+
+@attrs.define
+class AttrsIn:
+    name: str
+    password_hash: str
+
+
+@dataclasses.dataclass
+class DataOut:
+    name: str
+
+
+@dataclasses.dataclass
+class DataIn:
+    name: str
+    password_hash: str
+
+
+async def get(app: TrioAPI, url: str, **kwargs: Any) -> Any:
+    async with TestClient(app) as client:
+        return await client.get(url, **kwargs)
+
+
+async def post(app: TrioAPI, url: str, **kwargs: Any) -> Any:
+    async with TestClient(app) as client:
+        return await client.post(url, **kwargs)
+
+
+# --- the response model always filters ------------------------------------------------
+
+SECRET = {"name": "a", "password_hash": "secret"}
+
+
+@pytest.mark.parametrize(
+    ("model", "value", "expected"),
+    [
+        pytest.param(UserOut, UserIn(**SECRET), {"name": "a"}, id="pydantic"),
+        pytest.param(list[UserOut], [UserIn(**SECRET)], [{"name": "a"}], id="list[pydantic]"),
+        pytest.param(
+            dict[str, UserOut], {"k": UserIn(**SECRET)}, {"k": {"name": "a"}}, id="dict[pydantic]"
+        ),
+        pytest.param(UserOut | None, UserIn(**SECRET), {"name": "a"}, id="optional pydantic"),
+        pytest.param(UserOut, dict(SECRET), {"name": "a"}, id="a dict as pydantic"),
+        pytest.param(UserOut, AttrsIn(**SECRET), {"name": "a"}, id="an attrs value as pydantic"),
+        pytest.param(DataOut, DataIn(**SECRET), {"name": "a"}, id="dataclass"),
+        pytest.param(list[DataOut], [DataIn(**SECRET)], [{"name": "a"}], id="list[dataclass]"),
+        pytest.param(AttrsOut, AttrsIn(**SECRET), {"name": "a"}, id="attrs"),
+        pytest.param(list[AttrsOut], [AttrsIn(**SECRET)], [{"name": "a"}], id="list[attrs]"),
+        pytest.param(AttrsOut, dict(SECRET), {"name": "a"}, id="a dict as attrs"),
+        pytest.param(
+            dict[str, AttrsOut], {"k": AttrsIn(**SECRET)}, {"k": {"name": "a"}}, id="dict[attrs]"
+        ),
+    ],
+)
+@pytest.mark.parametrize("declared", ["response_model", "return annotation"])
+async def test_a_field_the_response_model_does_not_declare_never_reaches_the_client(
+    model: Any, value: Any, expected: Any, declared: str
+) -> None:
+    app = TrioAPI()
+    if declared == "response_model":
+
+        @app.get("/user", response_model=model)
+        async def read() -> Any:
+            return value
+
+    else:
+
+        async def annotated() -> Any:
+            return value
+
+        annotated.__annotations__["return"] = model
+        app.get("/user")(annotated)
+
+    response = await get(app, "/user")
+    assert (response.status_code, response.json()) == (200, expected)
+    assert b"secret" not in response.content
+
+
+async def test_response_model_none_turns_the_return_annotation_off() -> None:
+    app = TrioAPI()
+
+    @app.get("/raw", response_model=None)
+    async def raw() -> dict[str, Any]:
+        return {"kept": True, "extra": 1}
+
+    assert (await get(app, "/raw")).json() == {"kept": True, "extra": 1}
+
+
+async def test_response_model_options_shape_the_output_as_fastapi_does() -> None:
+    class Item(BaseModel):
+        name: str
+        description: str | None = None
+        tax: float = 10.5
+
+    app = TrioAPI()
+
+    @app.get("/unset", response_model=Item, response_model_exclude_unset=True)
+    async def unset() -> Item:
+        return Item(name="foo")
+
+    @app.get("/include", response_model=Item, response_model_include={"name"})
+    async def include() -> Item:
+        return Item(name="foo", description="d")
+
+    @app.get("/none", response_model=Item, response_model_exclude_none=True)
+    async def none() -> Item:
+        return Item(name="foo")
+
+    async with TestClient(app) as client:
+        assert (await client.get("/unset")).json() == {"name": "foo"}
+        assert (await client.get("/include")).json() == {"name": "foo"}
+        assert (await client.get("/none")).json() == {"name": "foo", "tax": 10.5}
+
+
+async def test_a_return_value_the_model_rejects_is_a_plain_500() -> None:
+    app = TrioAPI()
+
+    @app.get("/bad")
+    async def bad() -> UserOut:
+        return {"nom": "x"}  # type: ignore[return-value]
+
+    response = await get(app, "/bad")
+    assert (response.status_code, response.text) == (500, "Internal Server Error")
+
+
+async def test_an_unhandled_error_is_raised_to_the_client_that_asks_for_it() -> None:
+    app = TrioAPI()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise ZeroDivisionError("boom")
+
+    async with TestClient(app, raise_server_exceptions=True) as client:
+        with pytest.raises(ZeroDivisionError):
+            await client.get("/boom")
+
+
+# --- pydantic request bodies --------------------------------------------------------------
+
+
+class Item(BaseModel):
+    name: str
+    price: float = PydanticField(gt=0)
+    tags: list[str] = []  # noqa: RUF012 - a pydantic default, copied per instance
+
+
+async def test_a_pydantic_body_validates_and_reports_as_in_fastapi() -> None:
+    app = TrioAPI()
+
+    @app.post("/items")
+    async def create(item: Item) -> Item:
+        return item
+
+    async with TestClient(app) as client:
+        ok = await client.post("/items", json={"name": "x", "price": "2", "extra": 1})
+        bad = await client.post("/items", json={"price": "abc"})
+        negative = await client.post("/items", json={"name": "x", "price": -1})
+        missing = await client.post("/items")
+    assert (ok.status_code, ok.json()) == (200, {"name": "x", "price": 2.0, "tags": []})
+    assert bad.json()["detail"] == [
+        {
+            "type": "missing",
+            "loc": ["body", "name"],
+            "msg": "Field required",
+            "input": {"price": "abc"},
+        },
+        {
+            "type": "float_parsing",
+            "loc": ["body", "price"],
+            "msg": "Input should be a valid number, unable to parse string as a number",
+            "input": "abc",
+        },
+    ]
+    assert negative.json()["detail"] == [
+        {
+            "type": "greater_than",
+            "loc": ["body", "price"],
+            "msg": "Input should be greater than 0",
+            "input": -1,
+            "ctx": {"gt": 0.0},
+        }
+    ]
+    assert missing.json()["detail"] == [
+        {"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}
+    ]
+
+
+async def test_embedded_and_several_pydantic_bodies_are_read_by_name() -> None:
+    app = TrioAPI()
+
+    @app.put("/items/{item_id}")
+    async def update(
+        item_id: int, item: Annotated[Item, Body(embed=True)], importance: Annotated[int, Body()]
+    ) -> dict[str, Any]:
+        return {"id": item_id, "name": item.name, "importance": importance}
+
+    response = await post_put(app, "/items/3", {"item": {"name": "n", "price": 1}, "importance": 5})
+    assert response.json() == {"id": 3, "name": "n", "importance": 5}
+
+
+async def post_put(app: TrioAPI, url: str, body: Any) -> Any:
+    async with TestClient(app) as client:
+        return await client.put(url, json=body)
+
+
+async def test_a_parameter_model_reads_the_whole_query() -> None:
+    class Filters(BaseModel):
+        limit: int = PydanticField(100, gt=0, le=100)
+        tags: list[str] = []  # noqa: RUF012 - a pydantic default
+
+    app = TrioAPI()
+
+    @app.get("/items")
+    async def items(filters: Annotated[Filters, Query()]) -> Filters:
+        return filters
+
+    async with TestClient(app) as client:
+        ok = await client.get("/items?limit=5&tags=a&tags=b")
+        bad = await client.get("/items?limit=500")
+    assert ok.json() == {"limit": 5, "tags": ["a", "b"]}
+    assert [(e["type"], e["loc"]) for e in bad.json()["detail"]] == [
+        ("less_than_equal", ["query", "limit"])
+    ]
+
+
+# --- FastAPI's rules where trioapi used to differ ---------------------------------------
+
+
+async def test_a_query_marker_with_ellipsis_is_required() -> None:
+    app = TrioAPI()
+
+    @app.get("/q")
+    async def read(client_id: str = Query(...)) -> dict[str, str]:
+        return {"client_id": client_id}
+
+    response = await get(app, "/q")
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "client_id"]
+
+
+async def test_a_redirect_response_class_answers_with_its_own_status() -> None:
+    app = TrioAPI()
+
+    @app.get("/go", response_class=RedirectResponse)
+    async def go() -> str:
+        return "https://example.com/"
+
+    response = await get(app, "/go")
+    assert (response.status_code, response.headers["location"]) == (307, "https://example.com/")
+
+
+async def test_request_client_and_url_have_their_parts() -> None:
+    app = TrioAPI()
+
+    @app.get("/where")
+    async def where(request: Request) -> dict[str, Any]:
+        assert request.client is not None
+        return {"host": request.client.host, "path": request.url.path}
+
+    assert (await get(app, "/where?x=1")).json() == {"host": "127.0.0.1", "path": "/where"}
+
+
+async def test_a_yield_dependency_can_turn_the_endpoint_error_into_an_http_error() -> None:
+    class OwnerError(Exception):
+        pass
+
+    def get_username() -> Any:
+        try:
+            yield "Rick"
+        except OwnerError as error:
+            raise HTTPException(400, detail=f"Owner error: {error}") from error
+
+    app = TrioAPI()
+
+    @app.get("/items/{item_id}")
+    async def read(item_id: str, username: Annotated[str, Depends(get_username)]) -> str:
+        raise OwnerError(username)
+
+    response = await get(app, "/items/plumbus")
+    assert (response.status_code, response.json()) == (400, {"detail": "Owner error: Rick"})
+
+
+async def test_http_exception_with_a_bodiless_status_has_no_body() -> None:
+    app = TrioAPI()
+
+    @app.get("/gone")
+    async def gone() -> None:
+        raise HTTPException(204)
+
+    response = await get(app, "/gone")
+    assert (response.status_code, response.content) == (204, b"")
+
+
+async def test_an_unmarked_list_parameter_is_the_body() -> None:
+    app = TrioAPI()
+
+    @app.post("/sum")
+    async def total(numbers: list[int]) -> int:
+        return sum(numbers)
+
+    assert (await post(app, "/sum", json=[1, 2, 3])).json() == 6
+
+
+async def test_a_dict_body_converts_its_keys() -> None:
+    app = TrioAPI()
+
+    @app.post("/weights")
+    async def weights(weights: dict[int, float]) -> dict[int, float]:
+        return weights
+
+    assert (await post(app, "/weights", json={"1": 2.2})).json() == {"1": 2.2}
+
+
+async def test_a_frozenset_query_drops_duplicates() -> None:
+    app = TrioAPI()
+
+    @app.get("/q")
+    async def read(query: frozenset[int] = Query()) -> list[int]:
+        assert isinstance(query, frozenset)
+        return sorted(query)
+
+    assert (await get(app, "/q?query=1&query=1&query=2")).json() == [1, 2]
+
+
+async def test_two_query_markers_in_annotated_add_their_constraints() -> None:
+    app = TrioAPI()
+
+    @app.get("/r")
+    async def ranged(q: Annotated[int, Query(gt=2), Query(lt=10)]) -> int:
+        return q
+
+    async with TestClient(app) as client:
+        assert (await client.get("/r?q=5")).json() == 5
+        assert (await client.get("/r?q=1")).status_code == 422
+        assert (await client.get("/r?q=10")).status_code == 422
+
+
+async def test_dependency_overrides_replace_sub_dependencies_and_can_be_cleared() -> None:
+    def real() -> str:
+        return "real"
+
+    def needs_real(value: Annotated[str, Depends(real)]) -> str:
+        return value
+
+    def fake(q: str = "fake") -> str:
+        return q
+
+    app = TrioAPI()
+
+    @app.get("/")
+    async def read(value: Annotated[str, Depends(needs_real)]) -> str:
+        return value
+
+    async with TestClient(app) as client:
+        assert (await client.get("/")).json() == "real"
+        app.dependency_overrides[real] = fake
+        assert (await client.get("/?q=over")).json() == "over"
+        app.dependency_overrides.clear()
+        assert (await client.get("/")).json() == "real"
+
+
+def test_importing_trioapi_does_not_import_pydantic_or_multipart() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trioapi, trioapi.responses, trioapi.encoders, trioapi.params; "
+        "print(sorted(m for m in ('pydantic', 'python_multipart') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
