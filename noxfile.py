@@ -5,11 +5,16 @@
 - ``nox -s lint``: ruff check and ruff format --check;
 - ``nox -s typing``: mypy --strict on the package;
 - ``nox -s e2e``: only the end-to-end tests (real hypercorn, real signals);
-- ``nox -s bench``: the benchmark suite in ``bench/`` (not run by default).
+- ``nox -s bench``: the benchmark suite in ``bench/`` (not run by default);
+- ``nox -s fastapi-suite``: FastAPI's own test suite run against trioapi, the
+  compatibility measure written to ``docs/compatibility.md`` (not run by
+  default; options after ``--``, e.g. ``-- --category bodies``, see
+  ``scripts/fastapi_suite.py --help``).
 """
 
 import os
 import shutil
+import sys
 
 import nox
 
@@ -58,3 +63,10 @@ def bench(session: nox.Session) -> None:
             session.error("bench needs wrk: install it (Debian/Ubuntu: apt-get install wrk)")
     session.install("-e", ".", "-r", "bench/requirements.txt")
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(name="fastapi-suite", venv_backend="none")
+def fastapi_suite(session: nox.Session) -> None:
+    # The script is stdlib-only and builds its own two venvs (real FastAPI for
+    # the baseline, trioapi for the run) in the git-ignored .fastapi-suite/.
+    session.run(sys.executable, "scripts/fastapi_suite.py", *session.posargs, external=True)
