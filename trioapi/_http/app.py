@@ -55,7 +55,14 @@ from .responses import (
     StreamingResponse,
     _no_body,
 )
-from .routing import APIRoute, APIRouter, Found, MethodNotAllowed, RouteTable
+from .routing import (
+    APIRoute,
+    APIRouter,
+    APIWebSocketRoute,
+    Found,
+    MethodNotAllowed,
+    RouteTable,
+)
 from .solve import (
     RequestContext,
     call,
@@ -285,6 +292,7 @@ class TrioAPI(APIRouter):
         self.redirect_slashes = redirect_slashes
         self.state = State()
         self._table = RouteTable()
+        self._websocket_table = RouteTable()
         # Set at each startup: served by a hypercorn whose send path was
         # checked? Then a request whose send is hypercorn's own, on HTTP/1,
         # needs no cancel scope around its final send (``_hypercorn``).
@@ -319,6 +327,11 @@ class TrioAPI(APIRouter):
             raise TypeError(msg)
         super()._register(route)
         self._table.add(route)
+
+    def _register_websocket(self, route: APIWebSocketRoute) -> None:
+        route.prepare()
+        super()._register_websocket(route)
+        self._websocket_table.add(route)  # type: ignore[arg-type]
 
     def add_exception_handler(
         self, key: type[BaseException] | int, handler: ExceptionHandler
@@ -385,7 +398,15 @@ class TrioAPI(APIRouter):
         if kind == "lifespan":
             await handle_lifespan(self, scope, receive, send)
         elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1000})
+            scope["app"] = self
+            found = self._websocket_table.match("WEBSOCKET", scope["path"])
+            if type(found) is Found:
+                from .websockets import run_websocket
+
+                route: Any = found.route
+                await run_websocket(self, route, found.params, scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1000})
         else:
             msg = f"trioapi does not serve ASGI {kind!r} connections"
             raise RuntimeError(msg)

@@ -56,6 +56,12 @@ class Headers(Mapping[str, str]):
         index = self._index if self._index is not None else self._build()
         return list(index.get(key.lower(), ()))
 
+    def multi_items(self) -> list[tuple[str, str]]:
+        """Every ``(name, value)`` line, names lower-cased, repeated names included."""
+        return [
+            (name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in self._raw
+        ]
+
     def raw(self) -> list[tuple[bytes, bytes]]:
         return list(self._raw)
 
@@ -65,7 +71,7 @@ class Headers(Mapping[str, str]):
 
 @final
 class QueryParams(Mapping[str, str]):
-    """The query string's parameters: ``params["q"]`` first value, ``getlist`` all.
+    """The query string's parameters: ``params["q"]`` is the last value (as in Starlette).
 
     Decoding is strict: a value that is not valid UTF-8 after percent-decoding
     raises :class:`MalformedRequestError` (400), instead of being silently
@@ -94,10 +100,14 @@ class QueryParams(Mapping[str, str]):
         self._index = index
 
     def __getitem__(self, key: str) -> str:
-        return self._index[key][0]
+        return self._index[key][-1]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        """Every ``(key, value)`` pair, repeated keys included."""
+        return [(key, value) for key, found in self._index.items() for value in found]
 
     def __len__(self) -> int:
         return len(self._index)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, get_args, get_origin
@@ -82,6 +83,7 @@ class Special(enum.Enum):
     RESPONSE = "response"
     BACKGROUND = "background"
     SECURITY_SCOPES = "security scopes"
+    WEBSOCKET = "websocket"
 
 
 @attrs.frozen
@@ -107,7 +109,9 @@ class Field:
     validate: Callable[[Any], Any] | None = None
     default_factory: Callable[[], Any] | None = None
     container: Any = None  # set/frozenset/tuple: the list of items becomes one
-    model_keys: tuple[tuple[str, str, bool], ...] | None = None  # parameter models
+    model_keys: tuple[ModelKey, ...] | None = None  # parameter and form models
+    form_models: tuple[Any, ...] = ()  # form parameters read as pydantic models
+    aliases: tuple[tuple[str, str], ...] = ()  # (loc name, wire name): AliasChoices
     upload: str | None = None  # form fields: "file", "files", "bytes", "bytes_list"
     marker: FieldMarker | None = None
 
@@ -218,8 +222,10 @@ def _specials() -> dict[type[Any], Special]:
     from .._runtime.background import BackgroundTasks
     from .requests import Request
     from .responses import Response
+    from .websockets import WebSocket
 
     return {
+        WebSocket: Special.WEBSOCKET,
         Request: Special.REQUEST,
         Response: Special.RESPONSE,
         BackgroundTasks: Special.BACKGROUND,
@@ -376,7 +382,7 @@ def analyse(
     form_body = any(field.source in ("form", "file") for field in body)
     if form_body:
         # Form fields are always read by name; a single form *model* is the exception.
-        embed = not (len(body) == 1 and body[0].model_keys is not None)
+        embed = not (len(body) == 1 and body[0].form_models)
     elif len(body) > 1:
         embed = True
         for field in body:
@@ -462,24 +468,86 @@ def _pydantic_validator(
         raise RouteDefinitionError(msg) from error
 
 
-def _model_keys(
-    where: str, name: str, model: Any, source: str, marker: FieldMarker | None
-) -> tuple[tuple[str, str, bool], ...] | None:
-    """For a parameter model (``Annotated[Model, Query()]``): (wire key, field key, is list)."""
-    if not pydantic_engine.is_pydantic_model(model):
-        return None
-    keys: list[tuple[str, str, bool]] = []
-    convert = not (isinstance(marker, Header) and not marker.convert_underscores)
+@attrs.frozen
+class ModelKey:
+    """One field of a parameter or form model: where to look, and how to pass it on.
+
+    ``pairs`` are ``(data key, wire name)`` in preference order (several
+    with ``AliasChoices``); the first wire name present wins, and its value
+    goes into the model's input under its data key.
+    """
+
+    pairs: tuple[tuple[str, str], ...]
+    is_list: bool
+
+
+def param_aliases(
+    name: str,
+    alias: str | None,
+    validation_alias: Any,
+    *,
+    convert_underscores: bool = False,
+    config: Mapping[str, Any] | None = None,
+) -> list[tuple[str, str]]:
+    """FastAPI's ``(validation alias, request key)`` pairs for one field, in preference order."""
+    main = validation_alias if isinstance(validation_alias, str) and validation_alias else None
+    main = main or alias or name
+    request = main.replace("_", "-") if convert_underscores and main == name else main
+    pairs = [(main, request)]
+    choices = getattr(validation_alias, "choices", None)
+    if choices is not None and all(isinstance(choice, str) for choice in choices):
+        pairs = [(choice, choice) for choice in choices]
+    config = config or {}
+    by_name = config.get("validate_by_name", config.get("populate_by_name", False))
+    if config.get("validate_by_alias") is False or by_name:
+        request_name = name.replace("_", "-") if convert_underscores else name
+        if config.get("validate_by_alias") is False:
+            return [(name, request_name)]
+        if name not in [key for key, _ in pairs]:
+            pairs.append((name, request_name))
+    return pairs
+
+
+def _is_sequence(tp: Any) -> bool:
+    inner, _ = strip_optional(tp)
+    return sequence_item(inner) is not None and not is_scalar(inner)
+
+
+def _model_keys(model: Any, source: str, marker: FieldMarker | None) -> tuple[ModelKey, ...]:
+    """For a parameter or form model: how to find each of its fields in the request."""
+    default_convert = not isinstance(marker, Header) or marker.convert_underscores
+    keys: list[ModelKey] = []
+    config = getattr(model, "model_config", {})
     for field_name, info in model.model_fields.items():
-        alias = info.validation_alias if isinstance(info.validation_alias, str) else None
-        alias = alias or info.alias or field_name
-        wire = alias
+        convert = source == "header" and getattr(info, "convert_underscores", default_convert)
+        pairs = param_aliases(
+            field_name,
+            info.alias,
+            info.validation_alias,
+            convert_underscores=bool(convert),
+            config=config,
+        )
         if source == "header":
-            wire = (alias.replace("_", "-") if convert and alias == field_name else alias).lower()
-        inner, _ = strip_optional(info.annotation)
-        keys.append((wire, alias, sequence_item(inner) is not None and not is_scalar(inner)))
-    del where, name
+            pairs = [(key, wire.lower()) for key, wire in pairs]
+        keys.append(ModelKey(tuple(pairs), _is_sequence(info.annotation)))
     return tuple(keys)
+
+
+def _form_models(annotation: Any) -> tuple[Any, ...]:
+    """The pydantic models a form parameter is read as: one, one or None, or a union."""
+    inner, _ = strip_optional(annotation)
+    if pydantic_engine.is_pydantic_model(inner):
+        return (inner,)
+    origin = get_origin(inner)
+    if origin is typing.Union or origin is types.UnionType:
+        models = []
+        for arg in get_args(inner):
+            base, _ = _split_annotated(arg)
+            if not pydantic_engine.is_pydantic_model(base):
+                return ()
+            models.append(base)
+        return tuple(models)
+    return ()
 
 
 def _build_field(
@@ -492,6 +560,13 @@ def _build_field(
     marker: FieldMarker | None,
 ) -> Field:
     key = _wire_key(name, source, marker)
+    aliases: tuple[tuple[str, str], ...] = ()
+    if marker is not None and getattr(marker.validation_alias, "choices", None) is not None:
+        pairs = param_aliases(name, marker.alias, marker.validation_alias)
+        if source == "header":
+            pairs = [(loc, wire.lower()) for loc, wire in pairs]
+        aliases = tuple(pairs)
+        key = aliases[0][1]
     constraints = marker.constraints() if marker is not None else Constraints()
     check = constraints.checker()
     inner, _ = strip_optional(annotation)
@@ -500,16 +575,28 @@ def _build_field(
         "annotation": annotation,
         "default_factory": factory,
         "marker": marker,
+        "aliases": aliases,
     }
 
     if source in ("form", "file"):
         upload = _upload_kind(inner)
         if upload is not None:
             return Field(name, source, key, default, upload=upload, check=check, **common)
-        if source == "form" and pydantic_engine.is_pydantic_model(inner):
-            keys = _model_keys(where, name, inner, source, marker)
-            validate = _pydantic_validator(where, name, annotation, metadata, marker)
-            return Field(name, source, key, default, validate=validate, model_keys=keys, **common)
+        models = _form_models(annotation) if not (marker and getattr(marker, "embed", None)) else ()
+        if source == "form" and models:
+            keys = _model_keys(models[0], source, marker) if len(models) == 1 else ()
+            target = annotation if len(models) == 1 else _normalising_union(annotation, models)
+            validate = _pydantic_validator(where, name, target, metadata, marker)
+            return Field(
+                name,
+                source,
+                key,
+                default,
+                validate=validate,
+                model_keys=keys,
+                form_models=models,
+                **common,
+            )
         # A form value is a string (or several): validate it as a query value is.
         item = sequence_item(inner)
         return _string_field(
@@ -547,7 +634,7 @@ def _build_field(
         return Field(name, source, key, default, structure=structure, check=check, **common)
 
     if source in ("query", "header", "cookie") and pydantic_engine.is_pydantic_model(inner):
-        keys = _model_keys(where, name, inner, source, marker)
+        keys = _model_keys(inner, source, marker)
         validate = _pydantic_validator(where, name, annotation, metadata, marker)
         return Field(name, source, key, default, validate=validate, model_keys=keys, **common)
 
@@ -623,3 +710,40 @@ def _string_field(
         container=_container(inner) if is_list else None,
         **common,
     )
+
+
+def _normalising_union(annotation: Any, models: tuple[Any, ...]) -> Any:
+    """A union of form models: each branch first picks its own fields from the form."""
+    from pydantic import BeforeValidator, Tag
+
+    _, optional = strip_optional(annotation)
+    choices: list[Any] = []
+    for model in models:
+        keys = _model_keys(model, "form", None)
+        choices.append(
+            Annotated[
+                model,
+                BeforeValidator(functools.partial(_form_branch, keys=keys)),
+                Tag(model.__name__),
+            ]
+        )
+    if optional:
+        choices.append(type(None))
+    return typing.Union[tuple(choices)]  # noqa: UP007 - built from parts at runtime
+
+
+def _form_branch(value: Any, *, keys: tuple[ModelKey, ...]) -> Any:
+    if not isinstance(value, dict):
+        return value
+    from .solve import pick_model_items
+
+    items = [
+        (key, item)
+        for key, found in value.items()
+        for item in (found if isinstance(found, list) else [found])
+    ]
+    picked = pick_model_items(keys, items, form=True)
+    for key, item in value.items():
+        if item is None or (isinstance(item, list) and not item):
+            picked[key] = item
+    return picked

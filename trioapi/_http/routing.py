@@ -200,6 +200,42 @@ class APIRoute:
         )
 
 
+@final
+@attrs.define(eq=False)
+class APIWebSocketRoute:
+    """One websocket endpoint: a template and its endpoint (``@app.websocket``)."""
+
+    path: str
+    endpoint: Callable[..., Any]
+    name: str | None = None
+    dependencies: tuple[Depends, ...] = ()
+    methods: frozenset[str] = frozenset({"WEBSOCKET"})
+    template: PathTemplate = attrs.field(init=False)
+    dependant: Dependant | None = attrs.field(default=None, init=False)
+    extra: tuple[Any, ...] = attrs.field(default=(), init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.template = parse_template(self.path)
+        if self.name is None:
+            self.name = getattr(self.endpoint, "__name__", None) or type(self.endpoint).__name__
+
+    @property
+    def path_format(self) -> str:
+        return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):[a-z]+\}", r"{\1}", self.path)
+
+    def prepare(self, global_dependencies: Sequence[Depends] = ()) -> None:
+        """Analyses the endpoint and its dependencies; raises on any mistake."""
+        from .params import SubDependency, analyse
+
+        names = frozenset(self.template.param_names)
+        self.dependant = analyse(self.endpoint, names)
+        self.extra = tuple(
+            SubDependency(None, analyse(marker.dependency, names), marker.use_cache, marker)
+            for marker in (*global_dependencies, *self.dependencies)
+            if marker.dependency is not None
+        )
+
+
 @attrs.define
 class Found:
     # Not frozen: a frozen attrs class takes twice as long to build, and one
@@ -431,9 +467,46 @@ class APIRouter:
         self.max_body_size = max_body_size
         self.form_limits = form_limits
         self.routes: list[APIRoute] = list(routes or [])
+        self.websocket_routes: list[APIWebSocketRoute] = []
 
     def _register(self, route: APIRoute) -> None:
         self.routes.append(route)
+
+    def _register_websocket(self, route: APIWebSocketRoute) -> None:
+        self.websocket_routes.append(route)
+
+    def add_api_websocket_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        name: str | None = None,
+        *,
+        dependencies: Sequence[Depends] | None = None,
+    ) -> APIWebSocketRoute:
+        """Registers a websocket ``endpoint`` on ``path`` (prefix added)."""
+        route = APIWebSocketRoute(
+            path=self.prefix + path,
+            endpoint=endpoint,
+            name=name,
+            dependencies=(*self.dependencies, *(dependencies or ())),
+        )
+        self._register_websocket(route)
+        return route
+
+    def websocket(
+        self, path: str, name: str | None = None, *, dependencies: Sequence[Depends] | None = None
+    ) -> Callable[[F], F]:
+        """Registers a websocket endpoint (decorator): ``async def ws(websocket: WebSocket)``."""
+
+        def decorator(endpoint: F) -> F:
+            self.add_api_websocket_route(path, endpoint, name, dependencies=dependencies)
+            return endpoint
+
+        return decorator
+
+    def websocket_route(self, path: str, name: str | None = None) -> Callable[[F], F]:
+        """Starlette's spelling of :meth:`websocket`."""
+        return self.websocket(path, name)
 
     def add_api_route(
         self,
@@ -592,6 +665,13 @@ class APIRouter:
                 tags=(*(tags or ()), *route.tags),
                 dependencies=(*(dependencies or ()), *route.dependencies),
                 **options,
+            )
+        for ws_route in router.websocket_routes:
+            self.add_api_websocket_route(
+                prefix + ws_route.path,
+                ws_route.endpoint,
+                ws_route.name,
+                dependencies=(*(dependencies or ()), *ws_route.dependencies),
             )
         self.on_startup.extend(router.on_startup)
         self.on_shutdown.extend(router.on_shutdown)

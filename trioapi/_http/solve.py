@@ -14,16 +14,26 @@ import functools
 import json
 import logging
 import math
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, final
 
 import trio
 
 from .._runtime.background import BackgroundTasks
-from .convert import ConversionError, body_errors, error_entry
+from .convert import ConversionError, body_errors, error_entry, strip_optional
 from .datastructures import QueryParams
 from .markers import SecurityScopes
-from .params import REQUIRED, CallKind, Dependant, Field, Special, SubDependency, analyse
+from .params import (
+    REQUIRED,
+    CallKind,
+    Dependant,
+    Field,
+    ModelKey,
+    Special,
+    SubDependency,
+    analyse,
+    param_aliases,
+)
 from .pydantic_engine import Invalid
 from .requests import Receive, Request, Scope
 from .responses import Response
@@ -66,6 +76,7 @@ class RequestContext:
         "receive",
         "runtime",
         "scope",
+        "websocket",
     )
 
     def __init__(
@@ -79,6 +90,8 @@ class RequestContext:
         overrides: dict[Any, Any] | None = None,
     ) -> None:
         self.overrides = overrides
+        # Set by the websocket session runner: what a WebSocket parameter gets.
+        self.websocket: Any = None
         self.scope = scope
         self.receive = receive
         self.path_params = path_params
@@ -213,6 +226,8 @@ async def solve(
             values[name] = ctx.background
         elif special is Special.SECURITY_SCOPES:
             values[name] = SecurityScopes(list(scopes))
+        elif special is Special.WEBSOCKET:
+            values[name] = ctx.websocket
         else:
             values[name] = ctx.response
     for field in dependant.fields:
@@ -345,28 +360,94 @@ def _source_items(field: Field, ctx: RequestContext) -> Any:
     return ctx.request.cookies
 
 
+def pick_model_items(
+    keys: Sequence[ModelKey], items: Iterable[tuple[str, Any]], *, form: bool
+) -> dict[str, Any]:
+    """A model's input from a request's items (query, headers, cookies or a form).
+
+    FastAPI's rules: each field takes the first of its wire names present
+    (all of them for a sequence field, else one value); an empty value
+    (nothing, an empty list; in a form also ``""`` and an empty file input)
+    counts as absent; every other key is passed on too, so the model's own
+    ``extra`` policy decides about it.
+    """
+    grouped: dict[str, list[Any]] = {}
+    for key, value in items:
+        grouped.setdefault(key, []).append(value)
+    data: dict[str, Any] = {}
+    processed: set[str] = set()
+    for model_key in keys:
+        pairs = model_key.pairs
+        data_key, wire = next((pair for pair in pairs if pair[1] in grouped), pairs[0])
+        if form:
+            processed.update(name for _, name in pairs)
+        else:
+            processed.add(wire)
+        found = grouped.get(wire, [])
+        if form:
+            found = [item for item in found if item != "" and not _empty_upload(item)]
+        if found:
+            data[data_key] = found if model_key.is_list else found[-1]
+    for key, found in grouped.items():
+        if key not in processed and key not in data:
+            data[key] = found[0] if len(found) == 1 else found
+    return data
+
+
+def _supplied(field: Field, items: Mapping[str, Any], data: dict[str, Any]) -> bool:
+    """An optional model counts as given when one of its own names (or, for a
+    model that takes extras, anything at all) was sent."""
+    assert field.model_keys is not None
+    own = {wire for key in field.model_keys for _, wire in key.pairs}
+    if own.intersection(items):
+        return True
+    models = field.form_models or (strip_optional(field.annotation)[0],)
+    extra = {getattr(model, "model_config", {}).get("extra") for model in models}
+    return bool(data) and bool(extra & {"allow", "forbid"})
+
+
 def _read_model(
     field: Field, ctx: RequestContext, values: dict[str, Any], errors: list[dict[str, Any]]
 ) -> None:
     """A parameter model: every declared key (and the rest, for ``extra``) in one dict."""
     assert field.model_keys is not None
     source = _source_items(field, ctx)
-    data: dict[str, Any] = {}
-    seen: set[str] = set()
-    multi = hasattr(source, "getlist")
-    for wire, alias, is_list in field.model_keys:
-        seen.add(wire)
-        if is_list and multi:
-            found = source.getlist(wire)
-            if found:
-                data[alias] = found
-        elif wire in source:
-            data[alias] = source[wire]
-    for key in source:
-        if key not in seen and key not in data:
-            found = source.getlist(key) if multi else [source[key]]
-            data[key] = found[0] if len(found) == 1 else found
+    if hasattr(source, "multi_items"):
+        items: list[tuple[str, Any]] = source.multi_items()
+    else:
+        items = list(source.items())
+    data = pick_model_items(field.model_keys, items, form=False)
+    if strip_optional(field.annotation)[1] and not _supplied(field, source, data):
+        _missing(field, values, errors, (field.source,))
+        return
     _validated(field, data, (field.source,), values, errors)
+
+
+def _read_aliased(
+    field: Field, ctx: RequestContext, values: dict[str, Any], errors: list[dict[str, Any]]
+) -> None:
+    """A parameter with ``AliasChoices``: the first of its names that was sent."""
+    items = _source_items(field, ctx)
+    loc_name, wire = next((pair for pair in field.aliases if pair[1] in items), field.aliases[0])
+    loc = (field.source, loc_name)
+    if field.is_list and hasattr(items, "getlist"):
+        raws: Any = items.getlist(wire)
+        if not raws:
+            _missing(field, values, errors, loc)
+            return
+    else:
+        raws = items.get(wire)
+        if raws is None:
+            _missing(field, values, errors, loc)
+            return
+    if field.validate is not None:
+        _validated(field, raws, loc, values, errors)
+    elif isinstance(raws, list):
+        _convert_list(field, raws, loc, values, errors)
+    else:
+        converted, value = _convert(field, raws, list(loc), errors)
+        if converted:
+            values[field.name] = value
 
 
 def _read_field(
@@ -375,6 +456,9 @@ def _read_field(
     source = field.source
     if field.model_keys is not None:
         _read_model(field, ctx, values, errors)
+        return
+    if field.aliases:
+        _read_aliased(field, ctx, values, errors)
         return
     if field.is_list:
         if source == "query":
@@ -506,10 +590,12 @@ async def _read_body(
         )
         return
     for field in fields:
-        if field.key not in parsed:
-            _missing(field, values, errors)
+        pairs = field.aliases or ((field.key, field.key),)
+        loc_name, wire = next((pair for pair in pairs if pair[1] in parsed), pairs[0])
+        if wire not in parsed:
+            _missing(field, values, errors, ("body", loc_name))
         else:
-            _structure(field, parsed[field.key], ["body", field.key], values, errors)
+            _structure(field, parsed[wire], ["body", loc_name], values, errors)
 
 
 def _structure(
@@ -544,22 +630,14 @@ async def _read_form(
     dependant: Dependant, ctx: RequestContext, values: dict[str, Any], errors: list[dict[str, Any]]
 ) -> None:
     form = await ctx.form()
-    if not dependant.embed_body:
-        field = dependant.body[0]
-        assert field.model_keys is not None
-        data: dict[str, Any] = {}
-        for wire, alias, is_list in field.model_keys:
-            found = [item for item in form.getlist(wire) if item != "" and not _empty_upload(item)]
-            if found:
-                data[alias] = found if is_list else found[-1]
-        for key, item in form.multi_items():
-            if key not in data and all(key != wire for wire, _, _ in field.model_keys):
-                data[key] = item
-        _validated(field, data, ("body",), values, errors)
-        return
     for field in dependant.body:
-        loc: tuple[str | int, ...] = ("body", field.key)
-        found = [item for item in form.getlist(field.key) if item != "" and not _empty_upload(item)]
+        if field.form_models:
+            await _read_form_model(field, form, values, errors)
+            continue
+        pairs = field.aliases or ((field.key, field.key),)
+        loc_name, wire = next((pair for pair in pairs if pair[1] in form), pairs[0])
+        loc: tuple[str | int, ...] = ("body", loc_name)
+        found = [item for item in form.getlist(wire) if item != "" and not _empty_upload(item)]
         if not found:
             _missing(field, values, errors, loc)
             continue
@@ -577,9 +655,7 @@ async def _read_form(
                 continue
             values[field.name] = uploads if field.upload == "files" else uploads[-1]
             continue
-        raws: list[Any] = []
-        for item in found:
-            raws.append(await item.read() if isinstance(item, UploadFile) else item)
+        raws: list[Any] = [await _file_bytes(item) for item in found]
         if field.is_list:
             if field.validate is None and any(not isinstance(raw, str) for raw in raws):
                 values[field.name] = raws
@@ -595,6 +671,58 @@ async def _read_form(
             converted, value = _convert(field, raw, list(loc), errors)
             if converted:
                 values[field.name] = value
+
+
+async def _file_bytes(item: Any) -> Any:
+    # A bytes parameter reads the upload without moving it for anyone else.
+    if not isinstance(item, UploadFile):
+        return item
+    position = item.file.tell()
+    try:
+        return await item.read()
+    finally:
+        await item.seek(position)
+
+
+async def _read_form_model(
+    field: Field, form: Any, values: dict[str, Any], errors: list[dict[str, Any]]
+) -> None:
+    """A form parameter read as a model (or a union of models): its fields, by name."""
+    assert field.model_keys is not None
+    items = form.multi_items()
+    if len(field.form_models) == 1:
+        data = pick_model_items(field.model_keys, items, form=True)
+    else:
+        # Each branch of the union picks its own fields (params._form_branch).
+        grouped: dict[str, Any] = {}
+        for key, value in items:
+            if key in grouped:
+                previous = grouped[key]
+                grouped[key] = (
+                    [*previous, value] if isinstance(previous, list) else [previous, value]
+                )
+            else:
+                grouped[key] = value
+        data = grouped
+    optional = strip_optional(field.annotation)[1]
+    if optional and not _supplied_form(field, form):
+        _missing(field, values, errors, ("body",))
+        return
+    _validated(field, data, ("body",), values, errors)
+
+
+def _supplied_form(field: Field, form: Any) -> bool:
+    for model in field.form_models:
+        own = {
+            wire
+            for name, info in model.model_fields.items()
+            for _, wire in param_aliases(name, info.alias, info.validation_alias)
+        }
+        if own.intersection(form):
+            return True
+        if model.model_config.get("extra") in ("allow", "forbid") and len(form):
+            return True
+    return False
 
 
 async def teardown(
