@@ -186,7 +186,15 @@ def _marker_init(cls: type[Any]) -> type[Any]:
 
     __init__.__doc__ = generated.__doc__
     cls.__init__ = __init__
+    cls.__repr__ = _marker_repr  # type: ignore[assignment]
     return cls
+
+
+def _marker_repr(self: FieldMarker) -> str:
+    # FastAPI's form, ``Query(10)``; a required marker shows pydantic's name
+    # for "no default", as FastAPI's does, so logs read the same.
+    default = "PydanticUndefined" if self.default is REQUIRED else self.default
+    return f"{type(self).__name__}({default})"
 
 
 @_marker_init

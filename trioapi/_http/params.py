@@ -366,6 +366,7 @@ def analyse(
         source = (
             marker.source if marker is not None else _infer_source(name, annotation, path_params)
         )
+        marker = _with_metadata_aliases(marker, source, metadata)
         if source == "path" and name not in path_params and (marker is None or not marker.alias):
             msg = f"{where}: Path parameter {name!r} does not appear in the route's path template."
             raise RouteDefinitionError(msg)
@@ -402,6 +403,30 @@ def analyse(
         specials=tuple(specials),
         cache_key=call,
     )
+
+
+_MARKER_FOR_SOURCE = {
+    "query": Query,
+    "path": Path,
+    "header": Header,
+    "cookie": Cookie,
+    "body": Body,
+    "form": Form,
+    "file": Form,
+}
+
+
+def _with_metadata_aliases(
+    marker: FieldMarker | None, source: str, metadata: tuple[Any, ...]
+) -> FieldMarker | None:
+    """``Annotated[int, Field(alias="wire"), Query()]``: pydantic's alias names the wire."""
+    aliases = pydantic_engine.metadata_aliases(metadata)
+    if not aliases:
+        return marker
+    if marker is None:
+        return _MARKER_FOR_SOURCE[source](**aliases)  # type: ignore[no-any-return]
+    changes = {key: value for key, value in aliases.items() if getattr(marker, key) is None}
+    return attrs.evolve(marker, **changes) if changes else marker
 
 
 def _is_upload(tp: Any) -> bool:

@@ -94,6 +94,22 @@ def is_structured(tp: Any) -> bool:
     return (isinstance(tp, type) and dataclasses.is_dataclass(tp)) or typing.is_typeddict(tp)
 
 
+def metadata_aliases(metadata: tuple[Any, ...]) -> dict[str, Any]:
+    """The ``alias``/``validation_alias`` of pydantic ``Field()`` objects in ``Annotated``."""
+    if not loaded() or not metadata:
+        return {}
+    from pydantic.fields import FieldInfo
+
+    found: dict[str, Any] = {}
+    for item in metadata:
+        if isinstance(item, FieldInfo):
+            if item.alias is not None:
+                found["alias"] = item.alias
+            if item.validation_alias is not None:
+                found["validation_alias"] = item.validation_alias
+    return found
+
+
 def _adapter(annotation: Any) -> Any:
     from pydantic import TypeAdapter
 

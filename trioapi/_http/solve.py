@@ -291,17 +291,25 @@ def _missing(
     errors: list[dict[str, Any]],
     loc: tuple[str | int, ...] | None = None,
 ) -> None:
-    if field.default is REQUIRED:
-        if field.default_factory is not None:
-            values[field.name] = field.default_factory()
-            return
-        where = loc if loc is not None else (field.source, field.key)
+    """The request did not send this value: its default, or a "missing" error.
+
+    As in FastAPI, a default is used as it is, unless the marker asks for
+    ``validate_default``; a ``default_factory`` is called once per request.
+    """
+    where = loc if loc is not None else (field.source, field.key)
+    if field.default_factory is not None:
+        value = field.default_factory()
+    elif field.default is REQUIRED:
         errors.append(error_entry("missing", where, "Field required", None))
+        return
     else:
         default = field.default
-        values[field.name] = (
-            copy.deepcopy(default) if isinstance(default, _MUTABLE_DEFAULTS) else default
-        )
+        value = copy.deepcopy(default) if isinstance(default, _MUTABLE_DEFAULTS) else default
+    marker = field.marker
+    if marker is not None and marker.validate_default and field.validate is not None:
+        _validated(field, value, where, values, errors)
+        return
+    values[field.name] = value
 
 
 def _convert(
@@ -360,16 +368,34 @@ def _source_items(field: Field, ctx: RequestContext) -> Any:
     return ctx.request.cookies
 
 
+_ABSENT: Any = object()
+
+
+def form_value(found: list[Any], is_list: bool) -> Any:
+    """FastAPI's reading of one form name: its list, or its last value; or ``_ABSENT``.
+
+    Empty file inputs are dropped; a scalar ``""`` and an empty list count
+    as absent (so the default applies), but ``""`` items of a list are kept.
+    """
+    if is_list:
+        items = [item for item in found if not _empty_upload(item)]
+        return items if items else _ABSENT
+    if not found:
+        return _ABSENT
+    value = found[-1]
+    return _ABSENT if value == "" or _empty_upload(value) else value
+
+
 def pick_model_items(
     keys: Sequence[ModelKey], items: Iterable[tuple[str, Any]], *, form: bool
 ) -> dict[str, Any]:
     """A model's input from a request's items (query, headers, cookies or a form).
 
     FastAPI's rules: each field takes the first of its wire names present
-    (all of them for a sequence field, else one value); an empty value
-    (nothing, an empty list; in a form also ``""`` and an empty file input)
-    counts as absent; every other key is passed on too, so the model's own
-    ``extra`` policy decides about it.
+    (in a form, the first whose value is not empty), all of its values for
+    a sequence field, else one; an absent or empty value is left out, so the
+    model's default applies; every other key is passed on too, so the
+    model's own ``extra`` policy decides about it.
     """
     grouped: dict[str, list[Any]] = {}
     for key, value in items:
@@ -378,14 +404,17 @@ def pick_model_items(
     processed: set[str] = set()
     for model_key in keys:
         pairs = model_key.pairs
-        data_key, wire = next((pair for pair in pairs if pair[1] in grouped), pairs[0])
         if form:
             processed.update(name for _, name in pairs)
-        else:
-            processed.add(wire)
+            for data_key, wire in pairs:
+                value = form_value(grouped.get(wire, []), model_key.is_list)
+                if value is not _ABSENT:
+                    data[data_key] = value
+                    break
+            continue
+        data_key, wire = next((pair for pair in pairs if pair[1] in grouped), pairs[0])
+        processed.add(wire)
         found = grouped.get(wire, [])
-        if form:
-            found = [item for item in found if item != "" and not _empty_upload(item)]
         if found:
             data[data_key] = found if model_key.is_list else found[-1]
     for key, found in grouped.items():
@@ -635,12 +664,17 @@ async def _read_form(
             await _read_form_model(field, form, values, errors)
             continue
         pairs = field.aliases or ((field.key, field.key),)
-        loc_name, wire = next((pair for pair in pairs if pair[1] in form), pairs[0])
-        loc: tuple[str | int, ...] = ("body", loc_name)
-        found = [item for item in form.getlist(wire) if item != "" and not _empty_upload(item)]
-        if not found:
+        loc: tuple[str | int, ...] = ("body", pairs[0][0])
+        value: Any = _ABSENT
+        for loc_name, wire in pairs:
+            value = form_value(form.getlist(wire), field.is_list or field.upload == "files")
+            if value is not _ABSENT:
+                loc = ("body", loc_name)
+                break
+        if value is _ABSENT:
             _missing(field, values, errors, loc)
             continue
+        found = value if isinstance(value, list) else [value]
         if field.upload in ("file", "files"):
             uploads = [item for item in found if isinstance(item, UploadFile)]
             if not uploads:
