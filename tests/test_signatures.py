@@ -783,7 +783,7 @@ def test_app_refuses_a_bad_signature_when_the_route_is_declared() -> None:
 
     with pytest.raises(RouteDefinitionError, match="'item_id' does not appear"):
         app.get("/items/{id}")(read)
-    assert app.routes == []
+    assert all(route.path != "/items/{id}" for route in app.routes)
 
 
 def test_app_refuses_a_generator_endpoint_with_advice() -> None:

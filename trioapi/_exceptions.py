@@ -165,9 +165,10 @@ class BackgroundTaskTimeout(BackgroundError, TimeoutError):
     """
 
 
-class RouteDefinitionError(TrioAPIError, TypeError):
+class RouteDefinitionError(TrioAPIError, TypeError, AssertionError):
     """A path operation or dependency cannot be registered as written.
 
     Raised at import time, never per request: the message names the function,
-    the parameter and what to write instead.
+    the parameter and what to write instead. It is also an ``AssertionError``,
+    which is what FastAPI raises for the same mistakes.
     """

@@ -152,6 +152,21 @@ class Dependant:
         return bool(self.body) or any(sub.dependant.needs_body for sub in self.dependencies)
 
     @functools.cached_property
+    def uses_scopes(self) -> bool:
+        """The OAuth2 scopes on the way here change what this dependency returns.
+
+        Then (as in FastAPI) its cached value is kept apart per set of scopes;
+        otherwise one call serves every ``Security()`` that asks for it.
+        """
+        from ..security.base import SecurityBase
+
+        if any(special is Special.SECURITY_SCOPES for _, special in self.specials):
+            return True
+        if isinstance(inspect.unwrap(_impartial(self.call)), SecurityBase):
+            return True
+        return any(sub.scopes or sub.dependant.uses_scopes for sub in self.dependencies)
+
+    @functools.cached_property
     def is_plain(self) -> bool:
         """No parameters at all: call it with no arguments."""
         return not (self.fields or self.body or self.dependencies or self.specials)
@@ -164,18 +179,39 @@ class Dependant:
         return found
 
 
+def _impartial(call: Any) -> Any:
+    while isinstance(call, functools.partial):
+        call = call.func
+    return call
+
+
+def _kind_candidates(call: Callable[..., Any]) -> list[Any]:
+    """What to ask "is it async?": the callable itself (without partials) and what
+    ``functools.wraps`` wrapped, then, for an instance, its ``__call__`` both ways.
+
+    FastAPI asks the same questions, so a sync wrapper around an async
+    function (or the other way round) is called the way FastAPI calls it.
+    """
+    direct = _impartial(call)
+    unwrapped = inspect.unwrap(direct)
+    candidates = [direct, unwrapped]
+    if inspect.isclass(unwrapped):
+        return candidates
+    for owner in (direct, unwrapped):
+        method = getattr(owner, "__call__", None)  # noqa: B004 - instances with __call__
+        if method is not None and not inspect.isroutine(owner):
+            candidates.extend((_impartial(method), inspect.unwrap(_impartial(method))))
+    return candidates
+
+
 def call_kind(call: Callable[..., Any]) -> CallKind:
-    target = _unwrap(call)
-    if inspect.isasyncgenfunction(target):
-        return CallKind.ASYNC_GEN
-    if inspect.isgeneratorfunction(target):
+    candidates = _kind_candidates(call)
+    if any(inspect.isgeneratorfunction(candidate) for candidate in candidates):
         return CallKind.SYNC_GEN
-    if inspect.iscoroutinefunction(target):
+    if any(inspect.isasyncgenfunction(candidate) for candidate in candidates):
+        return CallKind.ASYNC_GEN
+    if any(inspect.iscoroutinefunction(candidate) for candidate in candidates):
         return CallKind.ASYNC
-    if not inspect.isroutine(target) and not inspect.isclass(target):
-        method = getattr(target, "__call__", None)  # noqa: B004 - instances with __call__
-        if method is not None:
-            return call_kind(method)
     return CallKind.SYNC
 
 
@@ -367,10 +403,11 @@ def analyse(
             marker.source if marker is not None else _infer_source(name, annotation, path_params)
         )
         marker = _with_metadata_aliases(marker, source, metadata)
-        if source == "path" and name not in path_params and (marker is None or not marker.alias):
+        wire = _wire_key(name, source, marker)
+        if source == "path" and wire not in path_params and name not in path_params:
             msg = f"{where}: Path parameter {name!r} does not appear in the route's path template."
             raise RouteDefinitionError(msg)
-        if source == "path" and name in path_params:
+        if source == "path":
             default = REQUIRED  # a path parameter is always there
         field = _build_field(where, name, annotation, metadata, default, source, marker)
         if source in ("body", "form", "file"):

@@ -235,6 +235,8 @@ def _prepare(value: Any, options: SerializeOptions) -> Any:
         return {key: _prepare(item, options) for key, item in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
+    if attrs.has(type(value)):
+        return _prepare(attrs.asdict(value, recurse=False), options)
     return value
 
 

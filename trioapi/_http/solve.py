@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("trioapi.error")
 
 _NO_BODY: Any = object()
+_EMPTY_BODY: Any = object()  # the request had no body bytes (not the same as JSON null)
 _MUTABLE_DEFAULTS = (list, dict, set, bytearray)
 
 
@@ -161,7 +162,7 @@ class RequestContext:
 
     def _body_or_none(self) -> Any:
         """The parsed body, when one was read (for ``RequestValidationError.body``)."""
-        return None if self._body is _NO_BODY else self._body
+        return None if self._body is _NO_BODY or self._body is _EMPTY_BODY else self._body
 
     def has_files(self) -> bool:
         """The request parsed a form, whose uploads must be closed when it ends."""
@@ -261,8 +262,10 @@ async def resolve(
     """Solves and calls one dependency (once per request when cached)."""
     dependant = _overridden(sub.dependant, ctx)
     if sub.scopes:
-        scopes = (*scopes, *sub.scopes)
-    cache_key = (dependant.cache_key, scopes) if scopes else dependant.cache_key
+        scopes = (*scopes, *(scope for scope in sub.scopes if scope not in scopes))
+    cache_key = dependant.cache_key
+    if scopes and dependant.uses_scopes:
+        cache_key = (cache_key, tuple(sorted(set(scopes))))
     if sub.use_cache and cache_key in ctx.cache:
         return ctx.cache[cache_key], []
     values, errors = await solve(dependant, ctx, scopes)
@@ -541,7 +544,7 @@ async def _parsed_body(ctx: RequestContext, errors: list[dict[str, Any]]) -> Any
     if ctx._body is _NO_BODY:
         raw = await ctx.request.body()
         if not raw:
-            ctx._body = None
+            ctx._body = _EMPTY_BODY
         else:
             try:
                 ctx._body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
@@ -602,16 +605,16 @@ async def _read_body(
     if parsed is _NO_BODY:
         return
     if not dependant.embed_body:
-        if parsed is None:
-            if first.default is REQUIRED:
-                # The whole body is this parameter: it is the body that is missing.
-                errors.append(error_entry("missing", ["body"], "Field required", None))
-            else:
-                _missing(first, values, errors)
+        if parsed is _EMPTY_BODY:
+            # The whole body is this parameter: it is the body that is missing.
+            _missing(first, values, errors, ("body",))
+            return
+        if parsed is None and first.validate is None and first.default is not REQUIRED:
+            _missing(first, values, errors, ("body",))  # cattrs: null means "not given"
             return
         _structure(first, parsed, ["body"], values, errors)
         return
-    if parsed is None:
+    if parsed is None or parsed is _EMPTY_BODY:
         parsed = {}
     if not isinstance(parsed, dict):
         errors.append(
