@@ -390,9 +390,10 @@ async def test_a_failing_startup_hook_stops_the_server_and_says_why(
 
     app = TrioAPI(lifespan=lifespan)
 
-    @app.on_event("startup")
     async def broken() -> None:
         raise OSError("database unreachable")
+
+    app.on_startup.append(broken)
 
     with pytest.RaisesGroup(
         pytest.RaisesExc(LifespanFailureError, match="database unreachable"),

@@ -738,10 +738,11 @@ async def test_a_failing_startup_fails_the_server_right_after_it_reported_starte
 ) -> None:
     app = TrioAPI()
 
-    @app.on_event("startup")
     async def broken() -> None:
         await trio.sleep(1)
         raise OSError("database unreachable")
+
+    app.on_startup.append(broken)
 
     entered: list[float] = []
     with pytest.RaisesGroup(
@@ -764,9 +765,10 @@ async def test_serve_raises_instead_of_returning_a_server_when_startup_fails() -
     # loopback socket, no waiting involved).
     app = TrioAPI()
 
-    @app.on_event("startup")
     async def broken() -> None:
         raise OSError("database unreachable")
+
+    app.on_startup.append(broken)
 
     returned: list[object] = []
     with pytest.RaisesGroup(LifespanFailureError, flatten_subgroups=True):

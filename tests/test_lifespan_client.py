@@ -87,13 +87,17 @@ async def test_startup_hooks_run_after_lifespan_entry_and_shutdown_hooks_before_
         on_shutdown=[sync_shutdown, async_shutdown],
     )
 
-    @app.on_event("startup")
-    async def decorated_startup() -> None:
-        log.append("decorated startup")
+    with pytest.warns(DeprecationWarning, match="on_event is deprecated"):
 
-    @app.on_event("shutdown")
-    def decorated_shutdown() -> None:
-        log.append("decorated shutdown")
+        @app.on_event("startup")
+        async def decorated_startup() -> None:
+            log.append("decorated startup")
+
+    with pytest.warns(DeprecationWarning, match="on_event is deprecated"):
+
+        @app.on_event("shutdown")
+        def decorated_shutdown() -> None:
+            log.append("decorated shutdown")
 
     async with TestClient(app):
         log.append("serving")
@@ -111,7 +115,10 @@ async def test_startup_hooks_run_after_lifespan_entry_and_shutdown_hooks_before_
 
 
 def test_unknown_event_name_is_refused() -> None:
-    with pytest.raises(ValueError, match="'startup' or 'shutdown'"):
+    with (
+        pytest.warns(DeprecationWarning, match="on_event"),
+        pytest.raises(ValueError, match="'startup' or 'shutdown'"),
+    ):
         TrioAPI().on_event("begin")
 
 

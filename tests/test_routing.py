@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from trioapi import APIRoute, APIRouter, Depends, RouteDefinitionError
+from trioapi import APIRoute, APIRouter, Depends, RouteDefinitionError, TrioAPI
 from trioapi._http.routing import (
     Found,
     MethodNotAllowed,
@@ -77,7 +77,6 @@ def test_trailing_slash_is_an_empty_literal_segment() -> None:
     ("path", "fragment"),
     [
         ("items", "must start with '/'"),
-        ("", "must start with '/'"),
         ("/items/{id", "must be a literal or a whole"),
         ("/items/id}", "must be a literal or a whole"),
         ("/items/x{id}", "must be a literal or a whole"),
@@ -461,3 +460,17 @@ def test_parameters_capture_any_segment_text_and_literals_still_win(
     assert found(table.match("GET", f"/files/{first}/{second}")).params == {
         "path": f"{first}/{second}"
     }
+
+
+def test_an_empty_path_waits_for_a_prefix_and_alone_is_refused() -> None:
+    router = APIRouter()
+
+    @router.get("")
+    def items() -> list[str]:
+        return ["ok"]
+
+    app = TrioAPI()
+    app.include_router(router, prefix="/items")
+    assert [route.path for route in app.routes if route.endpoint is items] == ["/items"]
+    with pytest.raises(RouteDefinitionError, match="Prefix and path cannot be both empty"):
+        app.include_router(router)

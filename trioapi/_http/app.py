@@ -30,6 +30,7 @@ from .._exceptions import (
     MalformedRequestError,
     RequestValidationError,
     ResponseValidationError,
+    RouteDefinitionError,
     TrioAPIError,
 )
 from .._runtime.background import UNWIND_GRACE, BackgroundRuntime, RuntimeState, TaskHandle
@@ -317,6 +318,12 @@ class TrioAPI(APIRouter):
     # --- registration -------------------------------------------------------------
 
     def _register(self, route: APIRoute) -> None:
+        if not route.path:
+            msg = (
+                f"Prefix and path cannot be both empty (path operation: "
+                f"{getattr(route.endpoint, '__name__', route.endpoint)!r})"
+            )
+            raise RouteDefinitionError(msg)
         route.prepare()
         assert route.dependant is not None
         if route.dependant.kind in (CallKind.ASYNC_GEN, CallKind.SYNC_GEN):
@@ -351,17 +358,10 @@ class TrioAPI(APIRouter):
 
         return decorator
 
-    def on_event(self, event: str) -> Callable[[Any], Any]:
-        """Registers a ``"startup"`` or ``"shutdown"`` hook (decorator)."""
-        if event not in ("startup", "shutdown"):
-            msg = f"unknown event {event!r}; use 'startup' or 'shutdown'"
-            raise ValueError(msg)
-
-        def decorator(hook: Any) -> Any:
-            (self.on_startup if event == "startup" else self.on_shutdown).append(hook)
-            return hook
-
-        return decorator
+    @property
+    def router(self) -> APIRouter:
+        """The app's own router (FastAPI's ``app.router``): the app itself."""
+        return self
 
     # --- ASGI -------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import trio
 
 from .._runtime.background import RuntimeState
 from .requests import Receive, Scope, Send
+from .routing import as_lifespan
 
 if TYPE_CHECKING:
     from .app import TrioAPI
@@ -68,7 +69,7 @@ async def _start(
     stack = AsyncExitStack()
     try:
         if app.lifespan_context is not None:
-            state = await stack.enter_async_context(app.lifespan_context(app))
+            state = await stack.enter_async_context(as_lifespan(app.lifespan_context)(app))
             if isinstance(state, Mapping) and isinstance(scope.get("state"), dict):
                 scope["state"].update(state)
         for hook in app.on_startup:

@@ -16,10 +16,13 @@ routes unless a route declares ``HEAD`` itself.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import inspect
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, TypeVar, cast, final
 
 import attrs
 
@@ -60,12 +63,52 @@ class PathTemplate:
         return self.catch_all is None and all(name is None for _, name in self.segments)
 
 
+def as_lifespan(lifespan: Any) -> Callable[[Any], Any]:
+    """A lifespan as FastAPI takes it: ``lifespan(app)`` as an async context manager,
+    or an async or sync generator function (made one)."""
+    if inspect.isasyncgenfunction(lifespan):
+        return contextlib.asynccontextmanager(lifespan)
+    if inspect.isgeneratorfunction(lifespan):
+        sync = contextlib.contextmanager(lifespan)
+
+        @contextlib.asynccontextmanager
+        async def wrapped(app: Any) -> Any:
+            with sync(app) as state:
+                yield state
+
+        return wrapped
+    return cast("Callable[[Any], Any]", lifespan)
+
+
+def merge_lifespans(outer: Any, inner: Any) -> Callable[[Any], Any]:
+    """An app's lifespan around an included router's: both states, the app's winning."""
+    inner_cm = as_lifespan(inner)
+    if outer is None:
+        return inner_cm
+    outer_cm = as_lifespan(outer)
+
+    @contextlib.asynccontextmanager
+    async def merged(app: Any) -> Any:
+        async with outer_cm(app) as outer_state, inner_cm(app) as inner_state:
+            if outer_state is None and inner_state is None:
+                yield None
+            else:
+                yield {**(inner_state or {}), **(outer_state or {})}
+
+    return merged
+
+
 def parse_template(path: str) -> PathTemplate:
     """Parses a path template.
+
+    An empty path is allowed on a router, for a prefix to complete
+    (``@router.get("")`` included with ``prefix="/items"``).
 
     Raises:
         RouteDefinitionError: The template is malformed.
     """
+    if path == "":
+        return PathTemplate("", (), None)
     if not path.startswith("/"):
         msg = f"route path {path!r} must start with '/'"
         raise RouteDefinitionError(msg)
@@ -605,7 +648,15 @@ class APIRouter:
         return self.api_route(path, methods=("TRACE",), **options)
 
     def on_event(self, event: str) -> Callable[[Any], Any]:
-        """Registers a ``"startup"`` or ``"shutdown"`` hook (decorator)."""
+        """Registers a ``"startup"`` or ``"shutdown"`` hook (decorator).
+
+        Deprecated, as in FastAPI: pass ``lifespan=`` instead.
+        """
+        warnings.warn(
+            "on_event is deprecated, use lifespan event handlers instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         if event not in ("startup", "shutdown"):
             msg = f"unknown event {event!r}; use 'startup' or 'shutdown'"
             raise ValueError(msg)
@@ -675,3 +726,5 @@ class APIRouter:
             )
         self.on_startup.extend(router.on_startup)
         self.on_shutdown.extend(router.on_shutdown)
+        if router.lifespan_context is not None:
+            self.lifespan_context = merge_lifespans(self.lifespan_context, router.lifespan_context)
