@@ -621,6 +621,7 @@ def _build_field(
     source: str,
     marker: FieldMarker | None,
 ) -> Field:
+    pydantic_engine.check_not_v1(annotation, f"the parameter {name!r} of {where}")
     key = _wire_key(name, source, marker)
     aliases: tuple[tuple[str, str], ...] = ()
     if marker is not None and getattr(marker.validation_alias, "choices", None) is not None:

@@ -65,6 +65,27 @@ def is_pydantic_model(tp: Any) -> bool:
     return issubclass(tp, BaseModel)
 
 
+def check_not_v1(tp: Any, what: str, _depth: int = 0) -> None:
+    """Refuses ``pydantic.v1`` models, as FastAPI does: only pydantic 2 models work.
+
+    Raises:
+        PydanticV1NotSupportedError: ``tp`` is or contains a ``pydantic.v1`` model.
+    """
+    v1 = sys.modules.get("pydantic.v1")
+    if v1 is None or _depth > 20:
+        return
+    if isinstance(tp, type) and issubclass(tp, v1.BaseModel):
+        from ..encoders import PydanticV1NotSupportedError
+
+        msg = (
+            f"pydantic.v1 models are no longer supported by trioapi. Please update {what} "
+            f"{tp!r} to a pydantic 2 model (from pydantic import BaseModel)."
+        )
+        raise PydanticV1NotSupportedError(msg)
+    for arg in get_args(tp):
+        check_not_v1(arg, what, _depth + 1)
+
+
 def involves_attrs(tp: Any, _depth: int = 0) -> bool:
     """``tp`` is, or contains, an attrs class (which only cattrs can structure)."""
     if _depth > 20:

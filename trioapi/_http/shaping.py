@@ -65,6 +65,7 @@ def response_shaper(
     """
     if model is None or model is Any or model is type(None) or _is_response_type(model):
         return None
+    pydantic_engine.check_not_v1(model, "the response model")
     if pydantic_engine.involves_attrs(model) or not pydantic_engine.available():
         return _native_shaper(where, model, options)
     try:
