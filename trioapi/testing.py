@@ -304,6 +304,7 @@ class TestClient:
         json: Any = None,
         content: bytes | str | None = None,
         data: Mapping[str, Any] | None = None,
+        files: Any = None,
         headers: Mapping[str, str] | None = None,
         cookies: Mapping[str, str] | None = None,
         wait_background: bool | None = None,
@@ -311,6 +312,8 @@ class TestClient:
         """Sends one request and returns the response.
 
         Args:
+            data, files: A form, as httpx takes them (``files`` makes it
+                multipart: ``{"file": ("name.txt", b"...")}``).
             wait_background: Override the client's ``wait_background`` for
                 this call.
         """
@@ -330,6 +333,7 @@ class TestClient:
             params=params,
             content=content,
             data=data,
+            files=files,
             headers=headers,
             extensions=extensions,
         )
