@@ -3,6 +3,8 @@
 - ``nox -s tests``: the whole pytest suite (end-to-end tests included) with
   branch coverage;
 - ``nox -s lint``: ruff check and ruff format --check;
+- ``nox -s tests-without-pydantic``: the suite in an environment without
+  pydantic (the tests that need it skip themselves);
 - ``nox -s typing``: mypy --strict on the package;
 - ``nox -s e2e``: only the end-to-end tests (real hypercorn, real signals);
 - ``nox -s bench``: the benchmark suite in ``bench/`` (not run by default);
@@ -18,7 +20,7 @@ import sys
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typing"]
+nox.options.sessions = ["tests", "tests-without-pydantic", "lint", "typing"]
 nox.options.reuse_existing_virtualenvs = True
 
 COVERAGE_FLOOR = "90"
@@ -31,6 +33,20 @@ def tests(session: nox.Session) -> None:
     session.run("coverage", "run", "--parallel-mode", "-m", "pytest", *session.posargs)
     session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report", f"--fail-under={COVERAGE_FLOOR}")
+
+
+@nox.session(name="tests-without-pydantic")
+def tests_without_pydantic(session: nox.Session) -> None:
+    # pydantic is an extra: an app without it must work, and import trioapi
+    # must not need it. The tests that need pydantic skip themselves here.
+    session.install("-e", ".[testing]", "pytest>=8.4", "pytest-trio>=0.8", "hypothesis>=6.100")
+    session.run(
+        "python",
+        "-c",
+        "import importlib.util, sys; "
+        "sys.exit('pydantic is installed' if importlib.util.find_spec('pydantic') else 0)",
+    )
+    session.run("pytest", "-m", "not e2e", *session.posargs)
 
 
 @nox.session
