@@ -264,7 +264,7 @@ class TrioAPI(APIRouter):
         self.license_info = license_info
         self.root_path = root_path
         self.root_path_in_servers = root_path_in_servers
-        self.webhooks = webhooks
+        self.webhooks = webhooks if webhooks is not None else _webhook_router()
         self.separate_input_output_schemas = separate_input_output_schemas
         self.openapi_external_docs = openapi_external_docs
         self.extra = extra
@@ -309,6 +309,7 @@ class TrioAPI(APIRouter):
         }
         for key, handler in (exception_handlers or {}).items():
             self.add_exception_handler(key, handler)
+        self._add_docs_routes()
 
     @property
     def drain_timeout(self) -> float:
@@ -362,6 +363,37 @@ class TrioAPI(APIRouter):
     def router(self) -> APIRouter:
         """The app's own router (FastAPI's ``app.router``): the app itself."""
         return self
+
+    # --- the OpenAPI document and the docs pages (trioapi/_openapi) ----------------------
+
+    openapi_version: str = "3.1.0"
+    """The OpenAPI version the document declares."""
+
+    docs_assets: str = "bundled"
+    """Where ``/docs`` and ``/redoc`` load their JavaScript and CSS from: ``"bundled"``
+    (served by the app from the copies inside trioapi, so the pages work
+    offline) or ``"cdn"`` (FastAPI's jsDelivr URLs): ``TrioAPI(docs_assets="cdn")``.
+    """
+
+    def openapi(self) -> dict[str, Any]:
+        """Returns the app's OpenAPI document (built on first use, kept in ``openapi_schema``).
+
+        Override it, or store a document of your own in ``app.openapi_schema``,
+        to customise what ``openapi_url`` serves; routes added after the
+        first call make the next one build the document again.
+        """
+        from .._openapi.serving import document_of
+
+        return document_of(self)
+
+    def _add_docs_routes(self) -> None:
+        # Ordinary routes, left out of the document, as FastAPI registers them.
+        from .._openapi.serving import add_docs_routes
+
+        if "docs_assets" in self.extra:
+            self.docs_assets = self.extra.pop("docs_assets")
+
+        add_docs_routes(self)
 
     # --- ASGI -------------------------------------------------------------------------
 
@@ -692,6 +724,12 @@ class TrioAPI(APIRouter):
                 drain,
                 shutdown_timeout,
             )
+
+
+def _webhook_router() -> APIRouter:
+    from .._openapi.serving import WebhookRouter
+
+    return WebhookRouter()
 
 
 def _seconds_from_env(name: str) -> float | None:

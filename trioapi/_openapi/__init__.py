@@ -1,0 +1,1 @@
+"""The OpenAPI document and the docs pages (no I/O): see ``document.py``."""
