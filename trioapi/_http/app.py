@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote
 
 from .._exceptions import (
@@ -180,6 +180,9 @@ class TrioAPI(APIRouter):
             307 when only the other one exists.
         title, version, summary, description: Describe the API.
         dependency_overrides: (an attribute) replacements for dependencies.
+        docs_assets: Where the ``/docs`` and ``/redoc`` pages load their
+            JavaScript and CSS from: ``"bundled"`` (the copies inside
+            trioapi, served by the app: works offline) or ``"cdn"``.
 
     Every other keyword FastAPI's ``FastAPI`` takes (``openapi_url``,
     ``docs_url``, ``servers``, ``root_path``, ``responses``...) is accepted
@@ -233,6 +236,7 @@ class TrioAPI(APIRouter):
         strict_content_type: bool | None = None,
         form_limits: Any = None,
         telemetry: Any = None,
+        docs_assets: Literal["bundled", "cdn"] = "bundled",
         **extra: Any,
     ) -> None:
         super().__init__(
@@ -267,6 +271,7 @@ class TrioAPI(APIRouter):
         self.webhooks = webhooks if webhooks is not None else _webhook_router()
         self.separate_input_output_schemas = separate_input_output_schemas
         self.openapi_external_docs = openapi_external_docs
+        self.docs_assets = docs_assets
         self.extra = extra
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
         """Replacements for dependencies, as in FastAPI: ``{original: replacement}``.
@@ -325,6 +330,8 @@ class TrioAPI(APIRouter):
                 f"{getattr(route.endpoint, '__name__', route.endpoint)!r})"
             )
             raise RouteDefinitionError(msg)
+        if route.unservable is not None:
+            raise RouteDefinitionError(route.unservable)
         route.prepare()
         assert route.dependant is not None
         if route.dependant.kind in (CallKind.ASYNC_GEN, CallKind.SYNC_GEN):
@@ -369,6 +376,9 @@ class TrioAPI(APIRouter):
     openapi_version: str = "3.1.0"
     """The OpenAPI version the document declares."""
 
+    _openapi_built_for: Any = None
+    # What the cached document was built from (the routes then): see _openapi/serving.py.
+
     docs_assets: str = "bundled"
     """Where ``/docs`` and ``/redoc`` load their JavaScript and CSS from: ``"bundled"``
     (served by the app from the copies inside trioapi, so the pages work
@@ -389,9 +399,6 @@ class TrioAPI(APIRouter):
     def _add_docs_routes(self) -> None:
         # Ordinary routes, left out of the document, as FastAPI registers them.
         from .._openapi.serving import add_docs_routes
-
-        if "docs_assets" in self.extra:
-            self.docs_assets = self.extra.pop("docs_assets")
 
         add_docs_routes(self)
 

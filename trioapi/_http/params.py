@@ -112,6 +112,7 @@ class Field:
     model_keys: tuple[ModelKey, ...] | None = None  # parameter and form models
     form_models: tuple[Any, ...] = ()  # form parameters read as pydantic models
     aliases: tuple[tuple[str, str], ...] = ()  # (loc name, wire name): AliasChoices
+    metadata: tuple[Any, ...] = ()  # the Annotated extras that are not markers (for docs)
     upload: str | None = None  # form fields: "file", "files", "bytes", "bytes_list"
     marker: FieldMarker | None = None
 
@@ -482,9 +483,19 @@ def _infer_source(name: str, annotation: Any, path_params: frozenset[str]) -> st
     if _is_upload(annotation):
         return "file"
     inner, _ = strip_optional(annotation)
-    if is_scalar(inner):
+    if is_scalar(inner) or _scalar_like(inner):
         return "query"
     return "body"
+
+
+def _scalar_like(tp: Any) -> bool:
+    """FastAPI's "scalar": not a model, a mapping or a sequence (``HttpUrl`` is one)."""
+    origin = get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        return all(_scalar_like(arg) or arg is type(None) for arg in get_args(tp))
+    if get_origin(tp) is Annotated:
+        return _scalar_like(get_args(tp)[0])
+    return isinstance(tp, type) and _string_like(tp)
 
 
 def _wire_key(name: str, source: str, marker: FieldMarker | None) -> str:
@@ -639,6 +650,7 @@ def _build_field(
         "default_factory": factory,
         "marker": marker,
         "aliases": aliases,
+        "metadata": metadata,
     }
 
     if source in ("form", "file"):

@@ -201,9 +201,19 @@ class APIRoute:
     dependant: Dependant | None = attrs.field(default=None, init=False)
     extra: tuple[Any, ...] = attrs.field(default=(), init=False)
     shape_response: Callable[[Any], Any] | None = attrs.field(default=None, init=False)
+    # Why this route can only document, not serve (an OpenAPI callback's path).
+    unservable: str | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.template = parse_template(self.path)
+        try:
+            self.template = parse_template(self.path)
+        except RouteDefinitionError as error:
+            if "{$" not in self.path and self.path.startswith("/"):
+                raise
+            # An OpenAPI callback ("{$request.body#/callback_url}/invoices"):
+            # a route that documents a request we send, never one we serve.
+            self.template = PathTemplate(self.path, (), None)
+            self.unservable = str(error)
         if self.name is None:
             self.name = getattr(self.endpoint, "__name__", None) or type(self.endpoint).__name__
 
