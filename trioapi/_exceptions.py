@@ -102,6 +102,31 @@ class WebSocketRequestValidationError(ValidationException):
     status_hint = 422
 
 
+class WebSocketException(TrioAPIError):
+    """Raise in a websocket endpoint or dependency to close the socket with ``code``.
+
+    Before the handshake it refuses the connection, after it closes the
+    socket; either way the client sees ``code`` and ``reason``. Escaping an
+    HTTP path operation, it is a server error (500), as in FastAPI.
+
+    Args:
+        code: A close code (RFC 6455, section 7.4), such as
+            ``status.WS_1008_POLICY_VIOLATION``.
+        reason: Why, in at most 123 bytes of UTF-8 (a close frame's room).
+    """
+
+    def __init__(self, code: int, reason: str | None = None) -> None:
+        super().__init__(code, reason or "")
+        self.code = code
+        self.reason = reason or ""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
 class ResponseValidationError(ValidationException):
     """A path operation returned a value its response model does not accept (500).
 
@@ -171,4 +196,12 @@ class RouteDefinitionError(TrioAPIError, TypeError, AssertionError):
     Raised at import time, never per request: the message names the function,
     the parameter and what to write instead. It is also an ``AssertionError``,
     which is what FastAPI raises for the same mistakes.
+    """
+
+
+class TrioAPIDeprecationWarning(UserWarning):
+    """A trioapi feature that will go away (FastAPI's ``FastAPIDeprecationWarning``).
+
+    A ``UserWarning``, not a ``DeprecationWarning``: Python hides the latter
+    by default, and these should be seen.
     """

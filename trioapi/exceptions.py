@@ -3,8 +3,10 @@
 from ._exceptions import HTTPException as HTTPException
 from ._exceptions import RequestValidationError as RequestValidationError
 from ._exceptions import ResponseValidationError as ResponseValidationError
+from ._exceptions import TrioAPIDeprecationWarning as TrioAPIDeprecationWarning
 from ._exceptions import TrioAPIError as TrioAPIError
 from ._exceptions import ValidationException as ValidationException
+from ._exceptions import WebSocketException as WebSocketException
 from ._exceptions import WebSocketRequestValidationError as WebSocketRequestValidationError
 from .encoders import PydanticV1NotSupportedError as PydanticV1NotSupportedError
 
@@ -13,7 +15,9 @@ __all__ = [
     "PydanticV1NotSupportedError",
     "RequestValidationError",
     "ResponseValidationError",
+    "TrioAPIDeprecationWarning",
     "TrioAPIError",
     "ValidationException",
+    "WebSocketException",
     "WebSocketRequestValidationError",
 ]

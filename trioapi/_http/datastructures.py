@@ -259,3 +259,34 @@ class URL:
 
     def __repr__(self) -> str:
         return f"URL({self._url!r})"
+
+
+@final
+class DefaultPlaceholder:
+    """A default that was not given explicitly (FastAPI's ``datastructures.DefaultPlaceholder``).
+
+    Lets code tell "left out" from "set to the same value": it is truthy as its
+    value is, and equal only to another placeholder of an equal value.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DefaultPlaceholder) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(("DefaultPlaceholder", repr(self.value)))
+
+    def __repr__(self) -> str:
+        return f"DefaultPlaceholder({self.value!r})"
+
+
+def Default(value: Any) -> Any:
+    """Wraps ``value`` in a :class:`DefaultPlaceholder` (typed as the value itself)."""
+    return DefaultPlaceholder(value)

@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import enum
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, final
 
 import attrs
 
+from .._exceptions import TrioAPIDeprecationWarning
 from .convert import Constraints
 
 
@@ -182,6 +184,12 @@ def _marker_init(cls: type[Any]) -> type[Any]:
         unknown = {key: kwargs.pop(key) for key in list(kwargs) if key not in known}
         if unknown:
             kwargs["extra"] = {**kwargs.get("extra", {}), **unknown}
+        if kwargs.get("regex") is not None:
+            warnings.warn(
+                "`regex` has been deprecated, please use `pattern` instead",
+                TrioAPIDeprecationWarning,
+                stacklevel=2,
+            )
         generated(self, *args, **kwargs)
 
     __init__.__doc__ = generated.__doc__

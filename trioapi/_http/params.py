@@ -405,12 +405,20 @@ def analyse(
         )
         marker = _with_metadata_aliases(marker, source, metadata)
         wire = _wire_key(name, source, marker)
-        if source == "path" and wire not in path_params and name not in path_params:
+        choices = getattr(getattr(marker, "validation_alias", None), "choices", ())
+        if (
+            source == "path"
+            and wire not in path_params
+            and name not in path_params
+            and not any(choice in path_params for choice in choices if isinstance(choice, str))
+        ):
             msg = f"{where}: Path parameter {name!r} does not appear in the route's path template."
             raise RouteDefinitionError(msg)
         if source == "path":
             default = REQUIRED  # a path parameter is always there
-        field = _build_field(where, name, annotation, metadata, default, source, marker)
+        field = _build_field(
+            where, name, annotation, metadata, default, source, marker, path_params
+        )
         if source in ("body", "form", "file"):
             body.append(field)
             if isinstance(marker, Body) and marker.embed:
@@ -631,11 +639,17 @@ def _build_field(
     default: Any,
     source: str,
     marker: FieldMarker | None,
+    path_params: frozenset[str] = frozenset(),
 ) -> Field:
     pydantic_engine.check_not_v1(annotation, f"the parameter {name!r} of {where}")
     key = _wire_key(name, source, marker)
     aliases: tuple[tuple[str, str], ...] = ()
-    if marker is not None and getattr(marker.validation_alias, "choices", None) is not None:
+    choices = getattr(marker.validation_alias, "choices", None) if marker is not None else None
+    if source == "path" and choices is not None:
+        # The one choice the template names is the path parameter (FastAPI's rule).
+        key = next((c for c in choices if isinstance(c, str) and c in path_params), name)
+        choices = None
+    if choices is not None and marker is not None:
         pairs = param_aliases(name, marker.alias, marker.validation_alias)
         if source == "header":
             pairs = [(loc, wire.lower()) for loc, wire in pairs]
@@ -674,6 +688,8 @@ def _build_field(
             )
         # A form value is a string (or several): validate it as a query value is.
         item = sequence_item(inner)
+        if item is None and get_origin(inner) is tuple:
+            item = Any
         return _string_field(
             where, name, annotation, metadata, default, source, key, marker, item, check, common
         )
@@ -714,6 +730,8 @@ def _build_field(
         return Field(name, source, key, default, validate=validate, model_keys=keys, **common)
 
     item = sequence_item(inner)
+    if item is None and get_origin(inner) is tuple and marker is not None:
+        item = Any  # tuple[int, str]: each value in order, validated as the tuple
     return _string_field(
         where, name, annotation, metadata, default, source, key, marker, item, check, common
     )

@@ -111,7 +111,7 @@ class RequestContext:
     @property
     def label(self) -> str:
         """``METHOD /path``, for logs and task reports."""
-        return f"{self.scope['method']} {self.scope['path']}"
+        return f"{self.scope.get('method', 'WEBSOCKET')} {self.scope['path']}"
 
     @property
     def request(self) -> Request:
@@ -452,7 +452,20 @@ def _read_model(
     if strip_optional(field.annotation)[1] and not _supplied(field, source, data):
         _missing(field, values, errors, (field.source,))
         return
+    before = len(errors)
     _validated(field, data, (field.source,), values, errors)
+    if field.source == "header" and len(errors) > before:
+        # Report header names as sent (x-token), not as the model names them.
+        names = {
+            data_key: wire
+            for key in field.model_keys
+            for data_key, wire in key.pairs
+            if data_key != wire
+        }
+        for entry in errors[before:]:
+            loc = entry["loc"]
+            if len(loc) > 1 and loc[1] in names:
+                entry["loc"] = (loc[0], names[loc[1]], *loc[2:])
 
 
 def _read_aliased(
