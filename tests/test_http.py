@@ -726,7 +726,38 @@ async def test_several_body_parameters_are_embedded_by_name() -> None:
         ("missing", ["body", "user"]),
         ("missing", ["body", "importance"]),
     ]
-    assert [e["loc"] for e in detail(not_object)] == [["body"]]
+    # FastAPI's answer to a JSON array where fields are read by name: each is missing.
+    assert [(e["type"], e["loc"]) for e in detail(not_object)] == [
+        ("missing", ["body", "item"]),
+        ("missing", ["body", "user"]),
+        ("missing", ["body", "importance"]),
+    ]
+
+
+async def test_a_json_body_needs_a_json_content_type_unless_the_route_relaxes_it() -> None:
+    app = TrioAPI()
+
+    @app.post("/strict")
+    async def strict(item: Item) -> str:
+        return item.name
+
+    @app.post("/lax", strict_content_type=False)
+    async def lax(item: Item) -> str:
+        return item.name
+
+    body = '{"name": "pen", "price": 1}'
+    async with TestClient(app) as client:
+        unannounced = await client.post("/strict", content=body)
+        as_text = await client.post("/strict", content=body, headers={"content-type": "text/plain"})
+        vendor = await client.post(
+            "/strict", content=body, headers={"content-type": "application/vnd.x+json"}
+        )
+        relaxed = await client.post("/lax", content=body)
+    assert [(e["type"], e["loc"]) for e in detail(unannounced)] == [
+        ("model_attributes_type", ["body"])
+    ]
+    assert as_text.status_code == 422
+    assert (vendor.status_code, relaxed.status_code) == (200, 200)
 
 
 async def test_body_embed_wraps_a_single_body_parameter() -> None:

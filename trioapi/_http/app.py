@@ -493,6 +493,8 @@ class TrioAPI(APIRouter):
                     self.body_timeout,
                     self.dependency_overrides,
                 )
+                if route.strict_content_type is False:
+                    ctx.strict_content_type = False
                 errors: list[dict[str, Any]] = []
                 for sub in route.extra:
                     errors.extend((await resolve(sub, ctx))[1])

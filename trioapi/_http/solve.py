@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
+from .._exceptions import HTTPException
 from .._runtime.background import BackgroundTasks
 from .convert import ConversionError, body_errors, error_entry, strip_optional
 from .datastructures import QueryParams
@@ -77,6 +78,7 @@ class RequestContext:
         "receive",
         "runtime",
         "scope",
+        "strict_content_type",
         "websocket",
     )
 
@@ -91,6 +93,7 @@ class RequestContext:
         overrides: dict[Any, Any] | None = None,
     ) -> None:
         self.overrides = overrides
+        self.strict_content_type = True
         # Set by the websocket session runner: what a WebSocket parameter gets.
         self.websocket: Any = None
         self.scope = scope
@@ -535,9 +538,18 @@ def _read_field(
 
 
 def _is_json(ctx: RequestContext) -> bool:
-    content_type = ctx.request.headers.get("content-type", "")
+    """The body is JSON: ``application/json`` or ``application/*+json``.
+
+    Without a content type, only when the route is not strict about it
+    (FastAPI's ``strict_content_type``, on by default since 0.163): a
+    cross-site form post cannot send JSON unannounced.
+    """
+    content_type = ctx.request.headers.get("content-type")
+    if not content_type:
+        return not ctx.strict_content_type
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or media.endswith("+json")
+    main, _, sub = media.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
 def _no_constant(name: str) -> Any:
@@ -558,6 +570,8 @@ async def _parsed_body(ctx: RequestContext, errors: list[dict[str, Any]]) -> Any
         raw = await ctx.request.body()
         if not raw:
             ctx._body = _EMPTY_BODY
+        elif not _is_json(ctx):
+            ctx._body = raw  # not JSON: validated as the bytes it is (FastAPI's rule)
         else:
             try:
                 ctx._body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
@@ -586,6 +600,8 @@ async def _parsed_body(ctx: RequestContext, errors: list[dict[str, Any]]) -> Any
             except ValueError as error:  # NaN/Infinity, overflowing floats, huge integers
                 errors.append(error_entry("json_invalid", ["body"], str(error), {}))
                 return _NO_BODY
+            except Exception as error:
+                raise HTTPException(400, "There was an error parsing the body") from error
     return ctx._body
 
 
@@ -627,11 +643,13 @@ async def _read_body(
             return
         _structure(first, parsed, ["body"], values, errors)
         return
-    if parsed is None or parsed is _EMPTY_BODY:
+    if parsed is None or parsed is _EMPTY_BODY or isinstance(parsed, bytes):
         parsed = {}
     if not isinstance(parsed, dict):
-        errors.append(
-            error_entry("model_attributes_type", ["body"], "Input should be a valid object", parsed)
+        # FastAPI's answer to a JSON array (or number...) where fields are
+        # read by name: each of them is missing.
+        errors.extend(
+            error_entry("missing", ["body", field.key], "Field required", None) for field in fields
         )
         return
     for field in fields:
