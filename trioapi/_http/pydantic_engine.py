@@ -239,25 +239,23 @@ def response_shaper(annotation: Any, options: SerializeOptions, where: str) -> C
 
 
 def _prepare(value: Any, options: SerializeOptions) -> Any:
-    # What FastAPI does before validating a return value: models become dicts
-    # (keeping only what was set, when asked), recursively through containers.
-    from pydantic import BaseModel
-
-    if isinstance(value, BaseModel):
-        return value.model_dump(
-            by_alias=True,
-            exclude_unset=options.exclude_unset,
-            exclude_defaults=options.exclude_defaults,
-            exclude_none=options.exclude_none,
-        )
+    # pydantic reads a returned model (of any class) by its attributes, as
+    # FastAPI 0.165 validates it, keeping what was set for exclude_unset.
+    # attrs values (which pydantic cannot read where the model says Any)
+    # and dataclasses become plain data first.
     if isinstance(value, list):
         return [_prepare(item, options) for item in value]
     if isinstance(value, dict):
         return {key: _prepare(item, options) for key, item in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
     if attrs.has(type(value)):
         return _prepare(attrs.asdict(value, recurse=False), options)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # Read by its fields, so a dataclass of another class than the
+        # model's is filtered to the model (FastAPI answers 500 there).
+        return _prepare(
+            {field.name: getattr(value, field.name) for field in dataclasses.fields(value)},
+            options,
+        )
     return value
 
 

@@ -17,9 +17,8 @@ or contain attrs classes, or when pydantic is not installed; pydantic
 from __future__ import annotations
 
 import dataclasses
-import types
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -45,14 +44,11 @@ def serialize_options(route: APIRoute) -> pydantic_engine.SerializeOptions:
 
 
 def _is_response_type(tp: Any) -> bool:
+    # Only a Response class itself means "no model": a union holding one
+    # (``-> Response | dict``) is refused, as FastAPI refuses it.
     from .responses import Response
 
-    if isinstance(tp, type) and issubclass(tp, Response):
-        return True
-    origin = get_origin(tp)
-    if origin is Union or origin is types.UnionType:
-        return any(_is_response_type(arg) for arg in get_args(tp))
-    return False
+    return isinstance(tp, type) and issubclass(tp, Response)
 
 
 def response_shaper(
