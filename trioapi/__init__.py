@@ -24,6 +24,7 @@ from ._exceptions import RequestValidationError as RequestValidationError
 from ._exceptions import ResponseValidationError as ResponseValidationError
 from ._exceptions import RouteDefinitionError as RouteDefinitionError
 from ._exceptions import TrioAPIError as TrioAPIError
+from ._exceptions import WebSocketException as WebSocketException
 from ._http.app import TrioAPI as TrioAPI
 from ._http.datastructures import Headers as Headers
 from ._http.datastructures import QueryParams as QueryParams
@@ -48,6 +49,8 @@ from ._http.routing import APIRoute as APIRoute
 from ._http.routing import APIRouter as APIRouter
 from ._http.uploads import FormData as FormData
 from ._http.uploads import UploadFile as UploadFile
+from ._http.websockets import WebSocket as WebSocket
+from ._http.websockets import WebSocketDisconnect as WebSocketDisconnect
 from ._runtime.background import BackgroundRuntime as BackgroundRuntime
 from ._runtime.background import BackgroundTasks as BackgroundTasks
 from ._runtime.background import DrainReport as DrainReport

@@ -76,13 +76,16 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     raise ImportError(msg) from error
 
 from ._server.harness import WAIT_BACKGROUND
+from ._testclient_ws import WebSocketDenialResponse as WebSocketDenialResponse
+from ._testclient_ws import WebSocketTestSession as WebSocketTestSession
+from ._testclient_ws import connect as _connect_websocket
 
 if TYPE_CHECKING:
     from httpx._types import CookieTypes
 
     from ._runtime.background import TaskHandle
 
-__all__ = ["TestClient"]
+__all__ = ["TestClient", "WebSocketDenialResponse", "WebSocketTestSession"]
 
 T = TypeVar("T")
 Message = MutableMapping[str, Any]
@@ -657,10 +660,7 @@ class _Transport(httpx.BaseTransport):
 
 
 def _no_websockets() -> NoReturn:
-    msg = (
-        "trioapi's TestClient does not do websockets yet: test websocket routes "
-        "through a real server (trioapi.serve) for now"
-    )
+    msg = "a websocket URL is not an HTTP request: use client.websocket_connect(url)"
     raise NotImplementedError(msg)
 
 
@@ -787,10 +787,19 @@ class TestClient(httpx.Client):
 
     def websocket_connect(
         self, url: str, subprotocols: Sequence[str] | None = None, **kwargs: Any
-    ) -> NoReturn:
-        """Not supported yet.
+    ) -> WebSocketTestSession:
+        """Opens a websocket to the app; the handshake happens on entering its ``with``.
 
-        Raises:
-            NotImplementedError: Always.
+        Args:
+            url: Relative to ``base_url`` (``http`` becomes ``ws``), or a
+                ``ws://`` URL.
+            subprotocols: Offered in ``Sec-WebSocket-Protocol``.
+            **kwargs: ``headers``, ``params``, ``cookies``... as for a request.
+
+        Returns:
+            The session (Starlette's interface): ``send_text/bytes/json``,
+            ``receive_text/bytes/json``, ``close``. Inside this client's
+            ``with`` block it runs in the block's trio run; outside, the
+            client's open websockets share a run of their own.
         """
-        _no_websockets()
+        return _connect_websocket(self, url, subprotocols, kwargs)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 import math
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, final
@@ -43,6 +43,7 @@ error_logger = logging.getLogger("trioapi.error")
 if TYPE_CHECKING:
     from ._http.app import TrioAPI
     from ._runtime.background import DrainReport, TaskHandle
+    from ._testclient_ws import AsyncWebSocketSession
 
 __all__ = ["ClientConnection", "InMemoryServer", "TestClient"]
 
@@ -358,3 +359,23 @@ class TestClient:
 
     async def delete(self, url: str, **kwargs: Any) -> httpx.Response:
         return await self.request("DELETE", url, **kwargs)
+
+    def websocket_connect(
+        self, url: str, subprotocols: Sequence[str] | None = None, **kwargs: Any
+    ) -> AsyncWebSocketSession:
+        """Opens a websocket to the app: ``async with client.websocket_connect("/ws") as ws:``.
+
+        The app's call runs in this trio run; the session's methods are the
+        sync client's, awaited (``await ws.send_text(...)``,
+        ``await ws.receive_json()``). Leaving the block closes with 1000 and
+        waits for the app's call (and its background tasks, unless
+        ``wait_background=False``). Not with ``server=True``.
+
+        Args:
+            url: Relative to ``base_url``, or a ``ws://`` URL.
+            subprotocols: Offered in ``Sec-WebSocket-Protocol``.
+            **kwargs: ``headers``, ``params``, ``cookies``, as for a request.
+        """
+        from ._testclient_ws import connect_async
+
+        return connect_async(self, url, subprotocols, kwargs)

@@ -499,6 +499,9 @@ class BackgroundRuntime:
         self._warned_inline = False
         self._dropped: list[str] = []
         self._draining: trio.Event | None = None
+        # Set when the drain begins: long-lived work that is not a task (a
+        # websocket session) ends itself then (wait_draining).
+        self._drain_begun = trio.Event()
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -558,6 +561,7 @@ class BackgroundRuntime:
         self.pending = self.running = 0
         self.last_report = None
         self._draining = None
+        self._drain_begun = trio.Event()
         self._queue.clear()
         self._live.clear()
         for names in self._ended_names.values():
@@ -627,6 +631,14 @@ class BackgroundRuntime:
             if self._idle is None:
                 self._idle = trio.Event()
             await self._idle.wait()
+
+    async def wait_draining(self) -> None:
+        """Waits until the drain begins (shutdown); returns at once if it already has.
+
+        For long-lived work that is not a task, such as an open websocket:
+        it ends itself when this returns, so its tasks reach the drain.
+        """
+        await self._drain_begun.wait()
 
     # --- admission, submission (the seam) -----------------------------------
 
@@ -1138,6 +1150,7 @@ class BackgroundRuntime:
     async def _drain(self, timeout: float | None) -> DrainReport:
         timeout = self.drain_timeout if timeout is None else timeout
         self.state = RuntimeState.DRAINING
+        self._drain_begun.set()
         started = trio.current_time()
         deadline_hit = False
         with trio.move_on_at(started + timeout):
