@@ -243,6 +243,10 @@ def _prepare(value: Any, options: SerializeOptions) -> Any:
     # FastAPI 0.165 validates it, keeping what was set for exclude_unset.
     # attrs values (which pydantic cannot read where the model says Any)
     # and dataclasses become plain data first.
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return value  # read as it is; checking it for attrs first is slow
     if isinstance(value, list):
         return [_prepare(item, options) for item in value]
     if isinstance(value, dict):

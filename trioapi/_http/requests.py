@@ -226,9 +226,41 @@ class Request:
     async def body(self) -> bytes:
         """The whole body (read once, then cached)."""
         if self._body is None:
-            chunks = [chunk async for chunk in self.stream()]
-            self._body = b"".join(chunks)
+            if self._stream_started or self._receive is None or not self.body_timeout:
+                chunks = [chunk async for chunk in self.stream()]
+                self._body = b"".join(chunks)
+            else:
+                self._body = await self._read_whole(self._receive, self.body_timeout)
         return self._body
+
+    async def _read_whole(self, receive: Receive, timeout: float) -> bytes:
+        # stream()'s work for the common case, under one cancel scope whose
+        # deadline moves with each message (one scope per message costs
+        # more than a small body's parsing; an async generator cannot hold
+        # one across its yields, a plain coroutine can).
+        self._stream_started = True
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_size:
+            raise _too_large(self.max_body_size)
+        chunks: list[bytes] = []
+        received = 0
+        with trio.CancelScope() as scope:
+            while True:
+                scope.deadline = trio.current_time() + timeout
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect
+                chunk: bytes = message.get("body", b"")
+                received += len(chunk)
+                if received > self.max_body_size:
+                    raise _too_large(self.max_body_size)
+                if chunk:
+                    chunks.append(chunk)
+                if not message.get("more_body", False):
+                    self._stream_done = True
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        msg = f"the request body stopped arriving for {timeout:g} s"
+        raise MalformedRequestError(msg, status_code=408)
 
     def form(
         self,

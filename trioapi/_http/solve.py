@@ -565,6 +565,16 @@ def _finite(text: str) -> float:
     return value
 
 
+# Built once: json.loads with keyword arguments builds a decoder per call.
+_JSON_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
+def _decode_json(raw: bytes) -> Any:
+    # json.loads's own detection of UTF-16/32 bodies, then the strict decoder.
+    text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+    return _JSON_DECODER.decode(text)
+
+
 async def _parsed_body(ctx: RequestContext, errors: list[dict[str, Any]]) -> Any:
     if ctx._body is _NO_BODY:
         raw = await ctx.request.body()
@@ -574,7 +584,7 @@ async def _parsed_body(ctx: RequestContext, errors: list[dict[str, Any]]) -> Any
             ctx._body = raw  # not JSON: validated as the bytes it is (FastAPI's rule)
         else:
             try:
-                ctx._body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+                ctx._body = _decode_json(raw)
             except json.JSONDecodeError as error:
                 errors.append(
                     error_entry(
