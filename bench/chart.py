@@ -54,7 +54,8 @@ def _bars(ax: Any, names: list[str], series: dict[str, list[dict[str, Any]]], fm
 
 
 def requests_chart(e2e: dict[str, Any], path: Path) -> Path:
-    summary = e2e["summary"]
+    # GET and POST only (the request-body routes are in latest.md's tables).
+    summary = {n: e for n, e in e2e["summary"].items() if {"GET", "POST"} <= e.keys()}
     names = list(summary)
     config = e2e["config"]
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
@@ -101,8 +102,9 @@ def render(results: dict[str, Any], folder: Path = RESULTS) -> list[Path]:
     """Draws whichever charts the results have data for; returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     drawn = []
-    if "e2e" in results:
-        drawn.append(requests_chart(results["e2e"], folder / "requests.png"))
+    e2e = results.get("e2e")
+    if e2e and any({"GET", "POST"} <= entry.keys() for entry in e2e["summary"].values()):
+        drawn.append(requests_chart(e2e, folder / "requests.png"))
     if "micro" in results:
         drawn.append(latency_chart(results["micro"], folder / "latency.png"))
     return drawn

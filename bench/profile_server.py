@@ -12,6 +12,7 @@ cProfile slows Python code more than C code, so shares are an upper bound
 for Python-heavy packages; read them as a ranking.
 
     python bench/profile_server.py [--framework trioapi] [--route GET] [--seconds 5]
+    python bench/profile_server.py --framework FastAPI --route UPLOAD
 """
 
 from __future__ import annotations
@@ -61,18 +62,18 @@ async def drive(app: Any, args: argparse.Namespace, wrk: str) -> tuple[cProfile.
     config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
     config.errorlog = None
-    method, path = run.ROUTES[args.route]
-    url = f"http://127.0.0.1:{port}{path}"
+    url = f"http://127.0.0.1:{port}{run.ROUTES[args.route].path}"
+    route_args = run.wrk_route_args(args.route, run.write_bodies(args.scratch))
     _, client_pin, _ = run.cpu_plan()
     command = [*client_pin, wrk, "-t1", f"-c{args.connections}", "-s", str(run.WRK_SCRIPT)]
     stop = trio.Event()
     profile = cProfile.Profile()
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(serve, app, config, shutdown_trigger=stop.wait))
-        await trio.run_process([*command, "-d1s", url, "--", method], capture_stdout=True)
+        await trio.run_process([*command, "-d1s", url, "--", *route_args], capture_stdout=True)
         profile.enable()
         done = await trio.run_process(
-            [*command, f"-d{args.seconds}s", url, "--", method], capture_stdout=True
+            [*command, f"-d{args.seconds}s", url, "--", *route_args], capture_stdout=True
         )
         profile.disable()
         stop.set()
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown framework {args.framework!r}; choose from {', '.join(run.APP_FILES)}"
         )
     args.framework = matches[0]
+    if not run.serves(args.framework, args.route):
+        parser.error(f"{args.framework} has no {args.route} route")
     wrk = shutil.which("wrk")
     if wrk is None:
         parser.error("wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
@@ -136,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {int(server_pin[-1])})
     with tempfile.TemporaryDirectory(prefix="trioapi-profile-server-") as scratch:
         os.environ["BENCH_LOG"] = str(Path(scratch) / "notifications.log")
+        args.scratch = Path(scratch)  # the request bodies of ITEMS and UPLOAD
         sys.path.insert(0, str(run.APPS))
         module = run.APP_FILES[args.framework].removesuffix(".py")
         app = importlib.import_module(module).app

@@ -1,7 +1,14 @@
-"""FastAPI: the original seed, with the benchmark's task."""
+"""FastAPI: the original seed, with the benchmark's task.
 
+Also the two request-body routes (``_bodies``): a pydantic body with a
+response model, and a multipart upload.
+"""
+
+from typing import Annotated
+
+from _bodies import Item, ItemOut, upload_answer
 from _task import write_notification
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import BackgroundTasks, FastAPI, Form, UploadFile
 
 app = FastAPI()
 
@@ -15,3 +22,14 @@ async def root():
 async def send_notification(email: str, background_tasks: BackgroundTasks):
     background_tasks.add_task(write_notification, email)
     return {"message": "Notification sent in the background"}
+
+
+@app.post("/items", response_model=ItemOut, status_code=201)
+async def create_item(item: Item):
+    return item
+
+
+@app.post("/upload")
+async def upload(file: UploadFile, note: Annotated[str, Form(max_length=200)]):
+    data = await file.read()
+    return upload_answer(file.filename, file.content_type, data, note)
