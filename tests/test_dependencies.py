@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from trioapi import APIRouter, Depends, Header, HTTPException, TrioAPI
+from trioapi import APIRouter, Depends, Header, HTTPException, RouteDefinitionError, TrioAPI
 from trioapi.testing import TestClient
 
 from ._asgi import http_scope
@@ -616,3 +616,18 @@ async def test_a_blocking_sync_dependency_does_not_block_other_requests() -> Non
         nursery.start_soon(fetch, "/fast")
     assert results == {"/slow": "unblocked", "/fast": "fast"}
     assert progress == ["fast done", "slow done"]
+
+
+def test_a_request_scoped_yield_dependency_cannot_use_a_function_scoped_one() -> None:
+    def session() -> Iterator[str]:
+        yield "session"
+
+    def sessions(inner: Annotated[str, Depends(session, scope="function")]) -> Iterator[str]:
+        yield inner
+
+    app = TrioAPI()
+    with pytest.raises(RouteDefinitionError, match='"sessions" has a scope of "request"'):
+
+        @app.get("/broken")
+        def broken(value: Annotated[str, Depends(sessions)]) -> str:
+            return value

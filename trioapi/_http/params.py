@@ -313,6 +313,7 @@ def analyse(
     call: Callable[..., Any],
     path_params: frozenset[str] = frozenset(),
     *,
+    scope: str | None = None,
     _seen: tuple[Callable[..., Any], ...] = (),
 ) -> Dependant:
     """Reads ``call``'s signature into a :class:`Dependant` plan.
@@ -379,7 +380,20 @@ def analyse(
             if not callable(dependency) or dependency is Any:
                 msg = f"{where}: Depends() on {name!r} needs a callable or a class annotation."
                 raise RouteDefinitionError(msg)
-            sub = analyse(dependency, path_params, _seen=(*_seen, call))
+            if (
+                marker_dep.scope == "function"
+                and scope != "function"
+                and call_kind(call) in (CallKind.ASYNC_GEN, CallKind.SYNC_GEN)
+            ):
+                # Its teardown runs after the response, when the function-scoped
+                # one it uses has already ended (FastAPI refuses this too).
+                call_name = getattr(call, "__name__", "<unnamed_callable>")
+                msg = (
+                    f'The dependency "{call_name}" has a scope of "request", it cannot '
+                    'depend on dependencies with scope "function".'
+                )
+                raise RouteDefinitionError(msg)
+            sub = analyse(dependency, path_params, scope=marker_dep.scope, _seen=(*_seen, call))
             deps.append(SubDependency(name, sub, marker_dep.use_cache, marker_dep))
             continue
 
