@@ -786,12 +786,14 @@ def test_app_refuses_a_bad_signature_when_the_route_is_declared() -> None:
     assert all(route.path != "/items/{id}" for route in app.routes)
 
 
-def test_app_refuses_a_generator_endpoint_with_advice() -> None:
+def test_app_refuses_a_generator_endpoint_whose_response_class_cannot_stream() -> None:
+    from trioapi.responses import PlainTextResponse
+
     def stream() -> Iterator[bytes]:
         yield b"x"
 
     with pytest.raises(TypeError, match="return a StreamingResponse"):
-        TrioAPI().get("/stream")(stream)
+        TrioAPI().get("/stream", response_class=PlainTextResponse)(stream)
 
 
 def test_app_refuses_a_bad_route_dependency_when_the_route_is_declared() -> None:

@@ -36,7 +36,14 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from hypercorn.config import Config
 
-from ._server.harness import WAIT_BACKGROUND, ClientConnection, InMemoryServer, InMemoryTransport
+from ._server.harness import (
+    WAIT_BACKGROUND,
+    ClientConnection,
+    InMemoryServer,
+    InMemoryTransport,
+    default_config,
+)
+from .middleware._stack import ASGIApp, find_app
 
 error_logger = logging.getLogger("trioapi.error")
 
@@ -140,7 +147,9 @@ class TestClient:
     """An in-process client for a trioapi app (an httpx ``AsyncClient`` inside).
 
     Args:
-        app: The application.
+        app: The application: a ``TrioAPI``, or middleware wrapped around
+            one (``app = SomeMiddleware(app)``), whose drain report
+            :meth:`shutdown` returns.
         base_url: The URL requests are relative to.
         wait_background: Make each request return only after its own
             background tasks finished (the default, as FastAPI's TestClient);
@@ -167,7 +176,7 @@ class TestClient:
 
     def __init__(
         self,
-        app: TrioAPI,
+        app: TrioAPI | ASGIApp,
         *,
         base_url: str = "http://testserver",
         wait_background: bool = True,
@@ -181,6 +190,10 @@ class TestClient:
         self.raise_server_exceptions = raise_server_exceptions
         self.wait_background = wait_background
         self._state: dict[str, Any] = {}
+        # The TrioAPI inside middleware wrapped around it, for its settings and report.
+        self._trioapi = find_app(app)
+        if server and server_config is None and self._trioapi is not None:
+            server_config = default_config(self._trioapi)
         self.server = InMemoryServer(app, server_config) if server else None
         transport: httpx.AsyncBaseTransport = (
             InMemoryTransport(self.server, wait_background=wait_background)
@@ -252,12 +265,25 @@ class TestClient:
         """Runs the lifespan shutdown (drains background tasks) and returns the report.
 
         Raises:
-            RuntimeError: The client was not entered with ``async with``.
+            RuntimeError: The client was not entered with ``async with``, or
+                the app is no ``TrioAPI`` and wraps none (nothing reports).
         """
+        report = await self._stop()
+        if report is None:
+            msg = (
+                "the lifespan completed without a drain report"
+                if self._trioapi is not None
+                else f"no drain report: {self.app!r} is not a TrioAPI app and wraps none"
+            )
+            raise RuntimeError(msg)
+        return report
+
+    async def _stop(self) -> DrainReport | None:
         if self.server is not None:
             self._shut_down = True
             report = await self.server.shutdown()
-            assert report is not None, "the lifespan completed without a drain report"
+            if report is None and self._trioapi is not None:
+                report = self._trioapi.background.last_report
             return report
         if self._to_app is None:
             msg = "shutdown() needs the lifespan: use 'async with TestClient(app) as client'"
@@ -269,9 +295,7 @@ class TestClient:
             if message["type"] != "lifespan.shutdown.complete":
                 msg = f"the app's shutdown failed: {message.get('message', message['type'])}"
                 raise RuntimeError(msg)
-        report = self.app.background.last_report
-        assert report is not None, "the lifespan completed without a drain report"
-        return report
+        return self._trioapi.background.last_report if self._trioapi is not None else None
 
     async def __aexit__(
         self,
@@ -281,7 +305,7 @@ class TestClient:
     ) -> None:
         try:
             if exc_type is None and not self._shut_down:
-                await self.shutdown()
+                await self._stop()
         finally:
             await self._client.aclose()
             if self.server is not None:

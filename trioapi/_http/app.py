@@ -2,10 +2,13 @@
 
 One request, start to end (``TrioAPI._run``):
 
-1. look the route up in the precomputed table (404/405 without touching the body);
+1. look the route up in the precomputed table (404/405 without touching the body),
+   on the path within the app; a path no route has, under a mount, goes to the
+   mounted app (``_http/mounts.py``);
 2. solve the route's dependencies and parameters; any conversion error → 422;
 3. call the endpoint (async inline, sync in a worker thread) and build the
-   response; an exception goes to the matching exception handler;
+   response (a generator's is a stream of its items, ``_http/streams.py``);
+   an exception goes to the matching exception handler;
 4. send the response (its final message shielded, see ``_responses``);
 5. run yield-dependency teardown, newest first;
 6. hand the request's background tasks to the runtime as one group, or skip
@@ -35,8 +38,10 @@ from .._exceptions import (
 )
 from .._runtime.background import UNWIND_GRACE, BackgroundRuntime, RuntimeState, TaskHandle
 from .._server.hypercorn import find_config, hypercorn_version, install_guard, sends_whole_bodies
+from ..middleware._stack import INNERMOST, ASGIApp, Middleware, MiddlewareFactory, MiddlewareOptions
 from .datastructures import State
 from .lifespan import handle_lifespan
+from .mounts import absolute_url, call_mounted, find_mount, route_path, strip_root
 from .params import CallKind, Depends
 from .requests import (
     DEFAULT_BODY_TIMEOUT,
@@ -53,7 +58,6 @@ from .responses import (
     PlainTextResponse,
     RedirectResponse,
     Response,
-    StreamingResponse,
     _no_body,
 )
 from .routing import (
@@ -72,6 +76,7 @@ from .solve import (
     solve,
     teardown,
 )
+from .streams import prepare_stream
 
 logger = logging.getLogger("trioapi")
 error_logger = logging.getLogger("trioapi.error")
@@ -335,11 +340,8 @@ class TrioAPI(APIRouter):
         route.prepare()
         assert route.dependant is not None
         if route.dependant.kind in (CallKind.ASYNC_GEN, CallKind.SYNC_GEN):
-            msg = (
-                f"path operation {route.dependant.qualname} is a generator; return a "
-                "StreamingResponse to stream a body"
-            )
-            raise TypeError(msg)
+            # Its items are streamed (JSON lines, server-sent events): _http/streams.py.
+            prepare_stream(route, self.default_response_class)
         super()._register(route)
         self._table.add(route)
 
@@ -402,6 +404,69 @@ class TrioAPI(APIRouter):
 
         add_docs_routes(self)
 
+    # --- middleware (trioapi/middleware) ---------------------------------------------
+
+    middleware_stack: ASGIApp | None = None
+    """The middleware around the app, built from ``user_middleware`` on the first call."""
+
+    def add_middleware(
+        self,
+        middleware_class: MiddlewareFactory[MiddlewareOptions],
+        *args: MiddlewareOptions.args,
+        **kwargs: MiddlewareOptions.kwargs,
+    ) -> None:
+        """Wraps the app in ``middleware_class(app, *args, **kwargs)``: the last added is outermost.
+
+        Args:
+            middleware_class: An ASGI middleware (``CORSMiddleware``...): called
+                with the ASGI app it wraps, then its options, it returns one.
+            *args: Options passed on after the wrapped app.
+            **kwargs: Options passed on as keywords.
+
+        Raises:
+            RuntimeError: The app has started (its lifespan, or a request
+                through its middleware): the stack is already built.
+        """
+        if self.middleware_stack is not None or self.background.state is not RuntimeState.IDLE:
+            msg = (
+                "Cannot add middleware after an application has started: add it before "
+                "the lifespan startup and the first request"
+            )
+            raise RuntimeError(msg)
+        self.user_middleware.insert(0, Middleware(middleware_class, *args, **kwargs))
+
+    def middleware(self, middleware_type: str) -> Callable[[Any], Any]:
+        """Decorator: ``@app.middleware("http")`` on ``async def mw(request, call_next)``.
+
+        ``call_next(request)`` returns the app's response, whose status and
+        headers the function may change before returning it (or it returns
+        another response). See ``trioapi.middleware.base``.
+
+        Raises:
+            ValueError: A type other than ``"http"``.
+        """
+        if middleware_type != "http":
+            msg = f"unknown middleware type {middleware_type!r}: only middleware('http') exists"
+            raise ValueError(msg)
+
+        def decorator(func: Any) -> Any:
+            from ..middleware.base import BaseHTTPMiddleware
+
+            self.add_middleware(BaseHTTPMiddleware, dispatch=func)
+            return func
+
+        return decorator
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Builds the middleware stack around the app (done on the first call)."""
+        from ..middleware._stack import build_stack
+
+        return build_stack(self)
+
+    def _build_stack(self) -> ASGIApp:
+        stack = self.middleware_stack = self.build_middleware_stack()
+        return stack
+
     # --- ASGI -------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -409,6 +474,12 @@ class TrioAPI(APIRouter):
         # own: every time the request's task resumes (about ten times per
         # request under hypercorn) it passes through each coroutine frame
         # between the server and the endpoint, so each frame costs per request.
+        if self.root_path:
+            scope["root_path"] = self.root_path  # TrioAPI(root_path=...), as FastAPI sets it
+        if self.user_middleware and scope.get(INNERMOST) is not self:
+            # Into the middleware stack, at whose bottom it calls us again (_stack.py).
+            await (self.middleware_stack or self._build_stack())(scope, receive, send)
+            return
         kind = scope["type"]
         if kind != "http":
             await self._other(kind, scope, receive, send)
@@ -417,6 +488,10 @@ class TrioAPI(APIRouter):
         method: str = scope["method"]
         path: str = scope["path"]
         raw: bytes | None = scope.get("raw_path")
+        root = scope.get("root_path")
+        if root:
+            # Route on the path within the app (mounts.py: the two conventions).
+            path, raw = strip_root(root, path, raw)
         segments: list[str] | None = None
         if raw is not None and b"%" in raw:
             try:
@@ -438,12 +513,16 @@ class TrioAPI(APIRouter):
             await handle_lifespan(self, scope, receive, send)
         elif kind == "websocket":
             scope["app"] = self
-            found = self._websocket_table.match("WEBSOCKET", scope["path"])
+            path = route_path(scope)
+            found = self._websocket_table.match("WEBSOCKET", path)
+            mount = find_mount(self.mounts, path) if type(found) is not Found else None
             if type(found) is Found:
                 from .websockets import run_websocket
 
                 route: Any = found.route
                 await run_websocket(self, route, found.params, scope, receive, send)
+            elif mount is not None:
+                await mount.app(mount.child_scope(scope, path, self), receive, send)
             else:
                 await send({"type": "websocket.close", "code": 1000})
         else:
@@ -453,15 +532,25 @@ class TrioAPI(APIRouter):
     async def _not_found(
         self, method: str, path: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
+        mounts = self.mounts
+        if mounts:
+            mount = find_mount(mounts, path)
+            if mount is not None:
+                await call_mounted(self, mount, path, scope, receive, send)
+                return
         if self.redirect_slashes and path != "/":
             other = path[:-1] if path.endswith("/") else path + "/"
-            if type(self._table.match(method, other)) is Found:
+            if type(self._table.match(method, other)) is Found or (
+                mounts and find_mount(mounts, other) is not None
+            ):
                 raw = scope.get("raw_path") or path.encode()
                 location = (raw[:-1] if raw.endswith(b"/") else raw + b"/").decode("latin-1")
                 query = scope.get("query_string", b"")
                 if query:
                     location += "?" + query.decode("latin-1")
-                await self._deliver(RedirectResponse(location), scope, send)
+                # Absolute, from the request's own scheme and host (Starlette's redirect).
+                response = RedirectResponse(absolute_url(scope, location))
+                await self._deliver(response, scope, send)
                 return
         await self._send_error(HTTPException(404), scope, receive, send)
 
@@ -529,7 +618,7 @@ class TrioAPI(APIRouter):
         # A stream watches receive() for the client leaving, but only once
         # nothing of the body is left to read (the watch would eat it).
         watch: Receive | None = None
-        if isinstance(response, StreamingResponse) and (
+        if response._produces_body and (
             ctx.body_consumed() if ctx is not None else not request_has_body(scope)
         ):
             watch = receive
@@ -574,8 +663,15 @@ class TrioAPI(APIRouter):
         receive: Receive | None = None,
         whole_body_sends: bool = False,
     ) -> bool:
-        """Sends ``response``; True once its final message was handed to the server."""
+        """Sends ``response``; True once its final message was handed to the server.
+
+        An error in a body produced while it is sent (a stream, a file) goes
+        on to the server, as in FastAPI: the head is out, the response stays
+        incomplete.
+        """
         try:
+            if response._produces_body:
+                response._bind(scope)
             await response.send_to(
                 send,
                 head=scope["method"] == "HEAD",
@@ -591,6 +687,8 @@ class TrioAPI(APIRouter):
             )
             return False
         except Exception:
+            if response._produces_body:
+                raise
             error_logger.exception(
                 "error while sending the response to %s %s", scope["method"], scope["path"]
             )
@@ -630,6 +728,8 @@ class TrioAPI(APIRouter):
                 observer(group)
 
     def _to_response(self, result: Any, route: APIRoute, ctx: RequestContext | None) -> Response:
+        if route.stream is not None:
+            return route.stream(result, ctx)  # a generator's items, streamed
         sub = ctx.sub_response if ctx is not None else None
         if isinstance(result, Response):
             return result

@@ -18,6 +18,7 @@ from .forms import (
     PendingForm,
     parse_form,
 )
+from .mounts import holds_root
 from .uploads import FormData
 
 if TYPE_CHECKING:
@@ -118,15 +119,40 @@ class Request:
         query = self.scope.get("query_string", b"")
         raw_path = self.scope.get("raw_path") or self.path.encode()
         root = self.scope.get("root_path", "")
+        if holds_root(self.path, root):
+            root = ""  # the path holds it already (a mount, Starlette's convention)
         url = f"{scheme}://{host}{root}{raw_path.decode('latin-1')}"
         return URL(f"{url}?{query.decode('latin-1')}" if query else url)
 
     @property
     def base_url(self) -> URL:
-        """The URL of the app's root (with ``root_path``), ending in ``/``."""
+        """The URL of the app's root (with ``root_path``), ending in ``/``.
+
+        In a mounted app, the outermost app's root (Starlette's
+        ``app_root_path``), which ``url_for`` builds on.
+        """
         url = self.url
-        root = self.scope.get("root_path", "")
+        root = self.scope.get("app_root_path", self.scope.get("root_path", "")) or ""
         return url.replace(path=root.rstrip("/") + "/", query="", fragment="")
+
+    def url_for(self, name: str, /, **path_params: Any) -> URL:
+        """The absolute URL of the route (or mount) called ``name``, with ``path_params``.
+
+        Looked up from the outermost app, so a mounted app's page can link
+        to the main app's routes and mounts (``url_for("static", path="/a.css")``);
+        the URL is under the outermost ``root_path``.
+
+        Raises:
+            NoMatchFound: No route or mount of that name takes exactly those
+                parameters.
+        """
+        router = self.scope.get("router") or self.scope.get("app")
+        if router is None:
+            msg = "request.url_for needs the request to be served by an app (scope['app'])"
+            raise RuntimeError(msg)
+        path = router.url_path_for(name, **path_params)
+        made: URL = path.make_absolute_url(self.base_url)
+        return made
 
     @property
     def receive(self) -> Receive | None:

@@ -19,9 +19,11 @@ import contextlib
 import datetime
 import decimal
 import enum
+import importlib
 import json
 import logging
 import uuid
+import warnings
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -39,7 +41,7 @@ import trio
 
 from .convert import body_converter
 from .datastructures import URL
-from .requests import Receive, Send
+from .requests import Receive, Scope, Send
 
 logger = logging.getLogger("trioapi")
 
@@ -185,6 +187,9 @@ class Response:
 
     media_type: str | None = None
     charset = "utf-8"
+    # True when the body is produced while it is sent (streams, files): an
+    # error then comes after the head went out, and goes on to the server.
+    _produces_body = False
     # Set on the 500 that answers an unhandled error, which then goes on to the server.
     _unhandled = False
 
@@ -323,6 +328,24 @@ class Response:
             whole_body_sends = False  # chunked: the end message writes the last chunk
         await send_final(send, b"" if head else self.body, shield, whole_body_sends)
 
+    def _bind(self, scope: Scope) -> None:
+        """Sees the request before being sent (a file answers its ``Range``); no-op here.
+
+        The app calls it only for classes with ``_produces_body``.
+        """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Sends the response as an ASGI app (Starlette's ``await response(scope, receive, send)``).
+
+        A stream or file then watches ``receive`` for the client leaving.
+        """
+        self._bind(scope)
+        await self.send_to(
+            send,
+            head=scope.get("method") == "HEAD",
+            receive=receive if self._produces_body else None,
+        )
+
     def _framed_by_length(self) -> bool:
         # Always true unless someone removed the Content-Length this class sets.
         # (A loop: any() over a generator costs six times as much, per request.)
@@ -379,8 +402,11 @@ async def send_final(send: Send, body: bytes, shield: bool, whole_body_sends: bo
         logger.debug("the client closed the connection as the response ended: %r", error)
 
 
-def _next_chunk(iterator: Iterator[bytes | str]) -> bytes | str | None:
-    return next(iterator, None)
+_END: Any = object()
+
+
+def _next_chunk(iterator: Iterator[Any]) -> Any:
+    return next(iterator, _END)
 
 
 def _no_body(status_code: int) -> bool:
@@ -425,7 +451,22 @@ class StreamingResponse(Response):
         content: An async iterable, or a sync iterable (advanced in a worker
             thread so a slow generator never blocks the event loop), of
             ``bytes`` or ``str`` chunks.
+        status_code: The status code.
+        headers: Extra headers.
+        media_type: The ``Content-Type``.
+        background: Accepted for FastAPI's signature. The request's own
+            ``BackgroundTasks`` (what FastAPI code passes here) run after the
+            last chunk; the tasks of another ``BackgroundTasks`` object are
+            not run by the app.
+
+    An error raised by the iterator goes on to the server once the head is
+    out (FastAPI's rule): the response stays incomplete, so the client can
+    tell, and the request's background tasks are skipped.
     """
+
+    # The body is produced while it is sent: an error in it is the server's.
+    _produces_body = True
+    background: Any = None
 
     def __init__(
         self,
@@ -433,8 +474,11 @@ class StreamingResponse(Response):
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         media_type: str | None = None,
+        background: Any = None,
     ) -> None:
-        self.iterator = content
+        self.body_iterator = self.iterator = content
+        if background is not None:
+            self.background = background
         super().__init__(None, status_code=status_code, headers=headers, media_type=media_type)
 
     def _complete_headers(self) -> None:
@@ -444,24 +488,29 @@ class StreamingResponse(Response):
         ):
             self._raw_headers.append((b"content-type", self._content_type()))
 
+    def _keepalive(self) -> tuple[float, bytes] | None:
+        """``(seconds, chunk)``: send ``chunk`` whenever the iterator is idle that long."""
+        return None
+
     async def _chunks(self) -> AsyncGenerator[bytes | str, None]:
         # Whatever ends the stream (done, the client gone, a cancellation),
         # the user's iterator is closed now, not left to the garbage collector.
-        if isinstance(self.iterator, AsyncIterable):
+        source = self.body_iterator
+        if isinstance(source, AsyncIterable):
             try:
-                async for piece in self.iterator:
+                async for piece in source:
                     yield piece
             finally:
-                aclose = getattr(self.iterator, "aclose", None)
+                aclose = getattr(source, "aclose", None)
                 if aclose is not None:
                     with trio.CancelScope(shield=True):
                         await aclose()
             return
-        iterator = iter(self.iterator)
+        iterator = iter(source)
         try:
             while True:
-                chunk: bytes | str | None = await trio.to_thread.run_sync(_next_chunk, iterator)
-                if chunk is None:
+                chunk = await trio.to_thread.run_sync(_next_chunk, iterator)
+                if chunk is _END:
                     return
                 yield chunk
         finally:
@@ -469,6 +518,20 @@ class StreamingResponse(Response):
             if close is not None:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(close)
+
+    def _encode(self, chunk: Any) -> bytes:
+        if isinstance(chunk, bytes):
+            return chunk
+        if isinstance(chunk, str):
+            return chunk.encode(self.charset)
+        if isinstance(chunk, bytearray | memoryview):
+            return bytes(chunk)
+        msg = (
+            f"{type(self).__name__} streams bytes or str chunks, not {type(chunk).__name__}; "
+            "encode the items first (a generator path operation without a response_class "
+            "streams JSON lines)"
+        )
+        raise TypeError(msg)
 
     async def send_to(
         self,
@@ -493,29 +556,156 @@ class StreamingResponse(Response):
         """
         await send(self._start_message())
         if not head:
-            gone = False
-            async with trio.open_nursery() as nursery:
-                if receive is not None:
-
-                    async def watch() -> None:
-                        nonlocal gone
-                        while (await receive())["type"] != "http.disconnect":
-                            pass
-                        gone = True
-                        nursery.cancel_scope.cancel("the client left during the stream")
-
-                    nursery.start_soon(watch)
-                async with contextlib.aclosing(self._chunks()) as chunks:
-                    async for chunk in chunks:
-                        data = (
-                            chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
-                        )
-                        if data:
-                            await send(
-                                {"type": "http.response.body", "body": data, "more_body": True}
-                            )
-                nursery.cancel_scope.cancel()
-            if gone:
-                msg = "the client left during the streaming response"
-                raise trio.BrokenResourceError(msg)
+            await self._stream(send, receive)
         await send_final(send, b"", shield)
+
+    async def _stream(self, send: Send, receive: Receive | None) -> None:
+        gone = False
+        # The iterator's own error, raised after the nursery (not inside one of its groups).
+        failure: list[Exception] = []
+        async with trio.open_nursery() as nursery:
+            if receive is not None:
+
+                async def watch() -> None:
+                    nonlocal gone
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    gone = True
+                    nursery.cancel_scope.cancel("the client left during the stream")
+
+                nursery.start_soon(watch)
+            keepalive = self._keepalive()
+            try:
+                if keepalive is None:
+                    async with contextlib.aclosing(self._chunks()) as chunks:
+                        async for chunk in chunks:
+                            await self._send_chunk(send, chunk)
+                else:
+                    await self._stream_with_keepalive(send, nursery, *keepalive)
+            except Exception as error:
+                failure.append(error)
+            nursery.cancel_scope.cancel()
+        if failure:
+            raise failure[0]
+        if gone:
+            msg = "the client left during the streaming response"
+            raise trio.BrokenResourceError(msg)
+
+    async def _send_chunk(self, send: Send, chunk: Any) -> None:
+        data = self._encode(chunk)
+        if data:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        # A send that never blocks (an in-process client) must still let the
+        # watch and a cancellation in, between chunks of a busy iterator.
+        await trio.lowlevel.checkpoint()
+
+    async def _stream_with_keepalive(
+        self, send: Send, nursery: trio.Nursery, seconds: float, ping: bytes
+    ) -> None:
+        # A producer task advances the iterator, so the wait for its next
+        # chunk can time out without cancelling the iterator itself (a sync
+        # one in a thread could not be interrupted anyway).
+        to_stream, from_producer = trio.open_memory_channel[Any](0)
+        failure: list[Exception] = []
+
+        async def produce() -> None:
+            async with to_stream, contextlib.aclosing(self._chunks()) as chunks:
+                try:
+                    async for chunk in chunks:
+                        await to_stream.send(chunk)
+                except Exception as error:
+                    failure.append(error)
+
+        nursery.start_soon(produce)
+        async with from_producer:
+            while True:
+                with trio.move_on_after(seconds) as waited:
+                    try:
+                        chunk = await from_producer.receive()
+                    except trio.EndOfChannel:
+                        break
+                if waited.cancelled_caught:
+                    chunk = ping
+                await self._send_chunk(send, chunk)
+        if failure:
+            raise failure[0]
+
+
+class EventSourceResponse(StreamingResponse):
+    """A ``text/event-stream`` response: server-sent events (FastAPI's ``EventSourceResponse``).
+
+    As ``response_class=`` of a path operation that ``yield``s, each item is
+    one event (``trioapi.sse.ServerSentEvent`` for full control, any other
+    value as JSON ``data:``), with any HTTP method. Returned directly, its
+    content is sent as it is. Either way, while the content produces nothing
+    for ``trioapi.routing._PING_INTERVAL`` seconds (15), a ``: ping``
+    comment keeps proxies from closing the idle connection, and a client
+    that leaves stops the stream. ``Cache-Control: no-cache`` and
+    ``X-Accel-Buffering: no`` (no buffering in nginx) are set unless given.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        content: AsyncIterable[bytes | str] | Iterable[bytes | str],
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: Any = None,
+    ) -> None:
+        super().__init__(content, status_code, headers, media_type, background)
+        names = {name for name, _ in self._raw_headers}
+        if b"cache-control" not in names:
+            self._raw_headers.append((b"cache-control", b"no-cache"))
+        if b"x-accel-buffering" not in names:
+            self._raw_headers.append((b"x-accel-buffering", b"no"))
+
+    def _keepalive(self) -> tuple[float, bytes] | None:
+        from .. import routing
+
+        seconds = routing._PING_INTERVAL
+        return None if seconds is None else (float(seconds), KEEPALIVE_COMMENT)
+
+
+KEEPALIVE_COMMENT = b": ping\n\n"
+"""The SSE comment sent on an idle event stream (the SSE specification's advice)."""
+
+
+def _deprecated(name: str) -> None:
+    from .._exceptions import TrioAPIDeprecationWarning
+
+    warnings.warn(
+        f"{name} is deprecated: trioapi serializes data directly to JSON when a return "
+        "type or response model is set, which needs no custom response class",
+        TrioAPIDeprecationWarning,
+        stacklevel=3,
+    )
+
+
+class ORJSONResponse(JSONResponse):
+    """JSON rendered by ``orjson`` (needs ``pip install orjson``). Deprecated, as in FastAPI."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _deprecated("ORJSONResponse")
+        super().__init__(*args, **kwargs)
+
+    def render(self, content: Any) -> bytes:
+        orjson = importlib.import_module("orjson")
+        rendered: bytes = orjson.dumps(
+            content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+        )
+        return rendered
+
+
+class UJSONResponse(JSONResponse):
+    """JSON rendered by ``ujson`` (needs ``pip install ujson``). Deprecated, as in FastAPI."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _deprecated("UJSONResponse")
+        super().__init__(*args, **kwargs)
+
+    def render(self, content: Any) -> bytes:
+        ujson = importlib.import_module("ujson")
+        rendered: str = ujson.dumps(content, ensure_ascii=False)
+        return rendered.encode("utf-8")

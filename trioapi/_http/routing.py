@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, final
 import attrs
 
 from .._exceptions import RouteDefinitionError
+from .mounts import Mount, URLPath, url_path_for
 
 if TYPE_CHECKING:
     from .params import Dependant, Depends
     from .responses import Response
+    from .streams import StreamPlan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -201,6 +203,8 @@ class APIRoute:
     dependant: Dependant | None = attrs.field(default=None, init=False)
     extra: tuple[Any, ...] = attrs.field(default=(), init=False)
     shape_response: Callable[[Any], Any] | None = attrs.field(default=None, init=False)
+    # For a generator endpoint: how it streams, and its item type (_http/streams.py).
+    stream: StreamPlan | None = attrs.field(default=None, init=False)
     # Why this route can only document, not serve (an OpenAPI callback's path).
     unservable: str | None = attrs.field(default=None, init=False)
 
@@ -521,9 +525,34 @@ class APIRouter:
         self.form_limits = form_limits
         self.routes: list[APIRoute] = list(routes or [])
         self.websocket_routes: list[APIWebSocketRoute] = []
+        self.mounts: list[Mount] = []
 
     def _register(self, route: APIRoute) -> None:
         self.routes.append(route)
+
+    def mount(self, path: str, app: Any, name: str | None = None) -> None:
+        """Serves the ASGI ``app`` under ``path`` (a sub-application, ``StaticFiles``...).
+
+        Requests whose path is under the prefix go to ``app`` when no route
+        of this router matches them; ``path`` alone is redirected to
+        ``path + "/"``. See ``trioapi/_http/mounts.py``.
+
+        Args:
+            path: The prefix (``"/static"``; ``""`` or ``"/"`` for everything).
+            app: Any ASGI app; a mounted ``TrioAPI`` gets ``root_path``.
+            name: For ``url_path_for(name, path=...)``, and ``"name:route"``
+                for the mounted app's routes.
+        """
+        self.mounts.append(Mount(path, app, name))
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """The path of the route named ``name``, filled with ``path_params``.
+
+        Raises:
+            NoMatchFound: No route (or mount) of that name takes exactly
+                those parameters.
+        """
+        return url_path_for(self, name, path_params)
 
     def _register_websocket(self, route: APIWebSocketRoute) -> None:
         self.websocket_routes.append(route)
@@ -734,6 +763,8 @@ class APIRouter:
                 ws_route.name,
                 dependencies=(*(dependencies or ()), *ws_route.dependencies),
             )
+        for mount in router.mounts:
+            self.mount(prefix + mount.path, mount.app, mount.name)
         self.on_startup.extend(router.on_startup)
         self.on_shutdown.extend(router.on_shutdown)
         if router.lifespan_context is not None:

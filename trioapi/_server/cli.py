@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging.config
 import os
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 
-from .._http.app import TrioAPI
+from ..middleware._stack import ASGIApp, find_app
 from .serve import (
     DEFAULT_BACKLOG,
     DEFAULT_BODY_TIMEOUT,
@@ -35,8 +36,12 @@ LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 LOG_DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
 
 
-def load_app(target: str) -> TrioAPI:
-    """Imports ``module:attribute`` (the current directory is importable)."""
+def load_app(target: str) -> Any:
+    """Imports ``module:attribute`` (the current directory is importable).
+
+    Any ASGI app is accepted: a ``TrioAPI``, or middleware wrapped around one
+    (``app = SomeMiddleware(app)``), whose ``TrioAPI`` is found inside.
+    """
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
         msg = f"expected MODULE:APP (for example examples.notify:app), got {target!r}"
@@ -55,10 +60,20 @@ def load_app(target: str) -> TrioAPI:
         except AttributeError:
             msg = f"module {module_name!r} has no attribute {attribute!r}"
             raise SystemExit(msg) from None
-    if not isinstance(app, TrioAPI):
-        msg = f"{target} is a {type(app).__name__}, not a TrioAPI application"
+    if not _is_asgi(app):
+        msg = (
+            f"{target} is a {type(app).__name__}, not a TrioAPI application nor an ASGI "
+            "app around one (async def app(scope, receive, send))"
+        )
         raise SystemExit(msg)
     return app
+
+
+def _is_asgi(app: Any) -> bool:
+    # An ASGI 3 app is awaited when called: a coroutine function or an async __call__.
+    return callable(app) and (
+        inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(type(app).__call__)
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,7 +168,7 @@ def _log_config(level: str) -> dict[str, Any]:
     }
 
 
-def configure(app: TrioAPI, args: argparse.Namespace) -> Config:
+def configure(app: ASGIApp, args: argparse.Namespace) -> Config:
     config = Config()
     config.backlog = args.backlog
     config.graceful_timeout = args.graceful_timeout
@@ -162,9 +177,11 @@ def configure(app: TrioAPI, args: argparse.Namespace) -> Config:
     config.loglevel = args.log_level.upper()
     config.accesslog = "-" if args.access_log else None
     config.logconfig_dict = _log_config(args.log_level)
-    if args.drain_timeout is not None:
-        app.background.drain_timeout = args.drain_timeout
-    app.body_timeout = args.body_timeout or None
+    inner = find_app(app)
+    if inner is not None:
+        if args.drain_timeout is not None:
+            inner.background.drain_timeout = args.drain_timeout
+        inner.body_timeout = args.body_timeout or None
     return make_config(app, args.bind or ["127.0.0.1:8000"], config)
 
 
@@ -186,9 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Several processes: each worker imports the app anew and gets these.
     from .workers import run_workers
 
-    settings = {"drain_timeout": app.background.drain_timeout, "body_timeout": app.body_timeout}
+    inner = find_app(app)
+    settings = (
+        {"drain_timeout": inner.background.drain_timeout, "body_timeout": inner.body_timeout}
+        if inner is not None
+        else {"drain_timeout": args.drain_timeout, "body_timeout": args.body_timeout or None}
+    )
     return run_workers(args.app, config, args.workers, settings, _log_config(args.log_level))
 
 
-async def _serve_here(app: TrioAPI, config: Config) -> Server:
+async def _serve_here(app: ASGIApp, config: Config) -> Server:
     return await serve(app, config.bind, config=config, handle_signals=True)

@@ -45,6 +45,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .._http.requests import DEFAULT_BODY_TIMEOUT as DEFAULT_BODY_TIMEOUT
 from .._runtime.background import UNWIND_GRACE, DrainReport, RuntimeState
+from ..middleware._stack import ASGIApp, find_app
 
 if TYPE_CHECKING:
     from .._http.app import TrioAPI
@@ -68,7 +69,7 @@ STUCK_MARGIN = 1.0
 
 
 def make_config(
-    app: TrioAPI,
+    app: TrioAPI | ASGIApp,
     bind: str | Sequence[str] = "127.0.0.1:8000",
     config: Config | None = None,
 ) -> Config:
@@ -90,7 +91,9 @@ def make_config(
         config = copy.copy(config)
     config.bind = [bind] if isinstance(bind, str) else list(bind)
     config.worker_class = "trio"
-    needed = app.background.drain_timeout + UNWIND_GRACE + SHUTDOWN_MARGIN
+    inner = find_app(app)  # the TrioAPI inside middleware wrapped around it
+    drain = inner.background.drain_timeout if inner is not None else None
+    needed = drain + UNWIND_GRACE + SHUTDOWN_MARGIN if drain is not None else 0.0
     if config.shutdown_timeout < needed:
         config.shutdown_timeout = needed
     return config
@@ -103,11 +106,11 @@ class Server:
 
     Attributes:
         urls: The bound URLs (``http://127.0.0.1:54321``, ``http://unix:...``).
-        app: The application being served.
+        app: The application being served (a ``TrioAPI``, or middleware around one).
         forced: True when a second signal stopped it at once, without a drain.
     """
 
-    app: TrioAPI
+    app: TrioAPI | ASGIApp
     urls: list[str] = attrs.Factory(list)
     _stop: trio.Event = attrs.Factory(trio.Event)
     _stopped: trio.Event = attrs.Factory(trio.Event)
@@ -138,7 +141,8 @@ class Server:
         """Stops gracefully and returns the drain report once the server stopped."""
         self._stop.set()
         await self._stopped.wait()
-        return self.app.background.last_report
+        inner = find_app(self.app)
+        return inner.background.last_report if inner is not None else None
 
 
 async def _watch_signals(server: Server, cancel_scope: trio.CancelScope) -> None:
@@ -171,8 +175,9 @@ async def _drain_if_stuck(server: Server, graceful_timeout: float) -> None:
     """
     await server._stop.wait()
     await trio.sleep(graceful_timeout + STUCK_MARGIN)
-    runtime = server.app.background
-    if runtime.state is RuntimeState.ACCEPTING:
+    inner = find_app(server.app)
+    runtime = inner.background if inner is not None else None
+    if runtime is not None and runtime.state is RuntimeState.ACCEPTING:
         logger.warning(
             "trioapi: connections are still open %g s after shutdown began (a client that "
             "stops reading its response holds hypercorn's write); draining background "
@@ -183,7 +188,7 @@ async def _drain_if_stuck(server: Server, graceful_timeout: float) -> None:
 
 
 async def serve(
-    app: TrioAPI,
+    app: TrioAPI | ASGIApp,
     bind: str | Sequence[str] = "127.0.0.1:8000",
     *,
     config: Config | None = None,
@@ -194,7 +199,8 @@ async def serve(
     """Serves ``app`` with hypercorn's trio worker until shut down.
 
     Args:
-        app: The application.
+        app: The application: a ``TrioAPI``, or any ASGI app (middleware
+            wrapped around a ``TrioAPI``, whose drain report it then returns).
         bind: ``"HOST:PORT"`` (port 0 picks a free one), ``"[::1]:PORT"``,
             ``"unix:/path/to.sock"``, or a list of them.
         config: A hypercorn ``Config`` to start from (copied; its binds are
@@ -243,7 +249,8 @@ async def serve(
                 nursery.start_soon(_watch_signals, server, nursery.cancel_scope)
             nursery.start_soon(_drain_if_stuck, server, float(config.graceful_timeout))
             server.urls = await nursery.start(run_hypercorn)
-            if app.background.state is RuntimeState.CLOSED:
+            inner = find_app(app)
+            if inner is not None and inner.background.state is RuntimeState.CLOSED:
                 # Startup failed: hypercorn reports "started" before the
                 # failure reaches its nursery. Wait for that error instead of
                 # handing back a server that is not serving.
