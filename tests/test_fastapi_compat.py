@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import attrs
 import pytest
 
-from trioapi import Body, Depends, HTTPException, Query, Request, TrioAPI
+from trioapi import Body, Depends, Header, HTTPException, Query, Request, TrioAPI
 from trioapi.responses import RedirectResponse
 from trioapi.testing import TestClient
 
@@ -406,3 +406,124 @@ def test_importing_trioapi_does_not_import_pydantic_or_multipart() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- aliases, parameter models and form models, as FastAPI reads them ----------------------
+
+
+async def test_alias_choices_read_the_first_name_sent() -> None:
+    from pydantic import AliasChoices
+
+    app = TrioAPI()
+
+    @app.get("/")
+    async def read(
+        value: Annotated[int, Query(validation_alias=AliasChoices("first", "second"))],
+    ) -> int:
+        return value
+
+    async with TestClient(app) as client:
+        assert (await client.get("/?second=2")).json() == 2
+        assert (await client.get("/?first=1&second=2")).json() == 1
+        missing = await client.get("/")
+    assert missing.json()["detail"][0]["loc"] == ["query", "first"]
+
+
+async def test_a_header_model_names_headers_as_sent_and_an_unsent_optional_model_is_none() -> None:
+    class Tracing(BaseModel):
+        x_request_id: str
+        x_attempt: int = 1
+
+    app = TrioAPI()
+
+    @app.get("/trace")
+    async def trace(tracing: Annotated[Tracing, Header()]) -> Tracing:
+        return tracing
+
+    @app.get("/maybe")
+    async def maybe(tracing: Annotated[Tracing | None, Header()] = None) -> bool:
+        return tracing is None
+
+    async with TestClient(app) as client:
+        ok = await client.get("/trace", headers={"x-request-id": "r1", "x-attempt": "3"})
+        bad = await client.get("/trace", headers={"x-request-id": "r1", "x-attempt": "x"})
+        unsent = await client.get("/maybe")
+    assert ok.json() == {"x_request_id": "r1", "x_attempt": 3}
+    assert [e["loc"] for e in bad.json()["detail"]] == [["header", "x-attempt"]]
+    assert unsent.json() is True
+
+
+async def test_form_models_and_unions_of_them_pick_their_own_fields() -> None:
+    from trioapi import Form
+
+    class Login(BaseModel):
+        username: str
+        remember: bool = False
+
+    class Email(BaseModel):
+        email: str
+
+    class Phone(BaseModel):
+        phone: str
+
+    app = TrioAPI()
+
+    @app.post("/login")
+    async def login(data: Annotated[Login, Form()]) -> Login:
+        return data
+
+    @app.post("/contact")
+    async def contact(way: Annotated[Email | Phone, Form()]) -> dict[str, str]:
+        return way.model_dump()
+
+    async with TestClient(app) as client:
+        ok = await client.post("/login", data={"username": "ann", "remember": "on"})
+        missing = await client.post("/login", data={"remember": ""})
+        phone = await client.post("/contact", data={"phone": "555"})
+    assert ok.json() == {"username": "ann", "remember": True}
+    assert [(e["type"], e["loc"]) for e in missing.json()["detail"]] == [
+        ("missing", ["body", "username"])
+    ]
+    assert phone.json() == {"phone": "555"}
+
+
+async def test_a_default_is_validated_only_when_the_marker_asks() -> None:
+    from pydantic import BeforeValidator
+
+    doubled = Annotated[int, BeforeValidator(lambda value: int(value) * 2)]
+    app = TrioAPI()
+
+    @app.get("/plain")
+    async def plain(value: Annotated[doubled, Query()] = 10) -> int:
+        return value
+
+    @app.get("/validated")
+    async def validated(value: Annotated[doubled, Query(validate_default=True)] = 10) -> int:
+        return value
+
+    async with TestClient(app) as client:
+        assert (await client.get("/plain")).json() == 10
+        assert (await client.get("/plain?value=3")).json() == 6
+        assert (await client.get("/validated")).json() == 20
+
+
+async def test_a_json_null_body_is_validated_not_taken_as_missing() -> None:
+    app = TrioAPI()
+
+    @app.post("/maybe")
+    async def maybe(item: Item | None = None) -> bool:
+        return item is None
+
+    @app.post("/needed")
+    async def needed(item: Item) -> str:
+        return item.name
+
+    async with TestClient(app) as client:
+        null = await client.post(
+            "/maybe", content="null", headers={"content-type": "application/json"}
+        )
+        required = await client.post(
+            "/needed", content="null", headers={"content-type": "application/json"}
+        )
+    assert null.json() is True
+    assert [e["type"] for e in required.json()["detail"]] == ["model_attributes_type"]

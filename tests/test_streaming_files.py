@@ -37,6 +37,7 @@ from trioapi._server.harness import ServerDisconnected
 from trioapi.responses import (
     EventSourceResponse,
     FileResponse,
+    HTMLResponse,
     JSONResponse,
     PlainTextResponse,
     StreamingResponse,
@@ -1242,3 +1243,24 @@ def test_json_response_subclasses_stream_json_lines() -> None:
         yield 1
 
     assert SyncClient(app).get("/lines").headers["content-type"] == "application/jsonl"
+
+
+async def test_templates_render_with_the_request_and_url_for(tmp_path: Path) -> None:
+    pytest.importorskip("jinja2")
+    from trioapi.templating import Jinja2Templates
+
+    (tmp_path / "item.html").write_text(
+        "<p>{{ id }} at {{ url_for('read_item', id=id) }}</p>", encoding="utf-8"
+    )
+    templates = Jinja2Templates(directory=str(tmp_path))
+    app = TrioAPI()
+
+    @app.get("/items/{id}", response_class=HTMLResponse)
+    async def read_item(request: Request, id: str) -> Any:
+        return templates.TemplateResponse(request=request, name="item.html", context={"id": id})
+
+    async with TestClient(app) as client:
+        response = await client.get("/items/7")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.text == "<p>7 at http://testserver/items/7</p>"
