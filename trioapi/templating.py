@@ -90,6 +90,7 @@ class Jinja2Templates:
             raise AssertionError(msg)
         self.context_processors = context_processors or []
         if env is None:
+            assert directory is not None  # one of the two, checked above
             env = jinja2.Environment(
                 loader=jinja2.FileSystemLoader(directory),
                 autoescape=jinja2.select_autoescape(),
