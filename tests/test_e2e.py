@@ -482,11 +482,30 @@ def test_trioapi_cli_workers_a_worker_that_cannot_answer_never_hangs_the_supervi
 
 # --- 5. 200 simultaneous connections: the backlog does not stall them --------------
 
+TCP_INFO_TOTAL_RETRANS = 100
+"""Offset of ``tcpi_total_retrans`` (u32) in Linux's ``struct tcp_info``."""
 
-async def _burst(port: int, count: int) -> tuple[float, list[bytes]]:
-    """Opens ``count`` connections at once, each sending GET /; returns the last answer time."""
+
+def _retransmissions(sock: trio.socket.SocketType) -> int:
+    """Segments this connection sent again, SYNs included (Linux ``TCP_INFO``).
+
+    A connect that waits for a TCP retry (a full accept queue drops the SYN,
+    and the client sends it again after 1 s) counts one here. Unlike the
+    time the burst took, this does not depend on how busy the machine is.
+    """
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_TOTAL_RETRANS + 4)
+    return int.from_bytes(info[TCP_INFO_TOTAL_RETRANS:], sys.byteorder)
+
+
+async def _burst(port: int, count: int) -> tuple[float, list[bytes], list[int]]:
+    """Opens ``count`` connections at once, each sending GET /.
+
+    Returns the time of the last answer, the answers, and each connection's
+    retransmissions.
+    """
     request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     answers: list[bytes] = []
+    retransmitted: list[int] = []
     last = 0.0
     start = trio.current_time()
 
@@ -498,32 +517,38 @@ async def _burst(port: int, count: int) -> tuple[float, list[bytes]]:
             data = bytearray()
             while chunk := await stream.receive_some():
                 data += chunk
+            retransmitted.append(_retransmissions(stream.socket))
         answers.append(bytes(data))
         last = max(last, trio.current_time() - start)
 
-    with trio.fail_after(10):
+    with trio.fail_after(30):  # a guard against a hang, not a bound on the time
         async with trio.open_nursery() as nursery:
             for _ in range(count):
                 nursery.start_soon(one)
-    return last, answers
+    return last, answers, retransmitted
 
 
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="reads Linux's TCP_INFO")
 def test_trioapi_cli_answers_200_simultaneous_connections_without_a_stall(
     launch: Callable[..., ServerProcess],
 ) -> None:
+    # With hypercorn's backlog of 100, some of 200 simultaneous connects find
+    # the accept queue full: the SYN is dropped and sent again a second
+    # later. The command line's backlog (2048) must reach listen(): then no
+    # connection needs a retry, however slow the machine (the time is only
+    # printed; bench/ measures it).
     count = 200
     server = launch(*TRIOAPI, E2E_APP, "--bind", "127.0.0.1:0")
     port = server.wait_ready()
 
-    last, answers = trio.run(_burst, port, count)
+    last, answers, retransmitted = trio.run(_burst, port, count)
     print(f"{count} simultaneous connections: last response after {last:.3f} s")
 
     assert len(answers) == count
     for answer in answers:
         assert answer.startswith(b"HTTP/1.1 200"), answer
         assert answer.endswith(b'{"ok":true}'), answer
-    # With hypercorn's backlog of 100 some connects wait ~1 s for a SYN retry.
-    assert last < 0.8
+    assert [n for n in retransmitted if n] == [], "some connects waited for a TCP retry"
 
     code, _ = server.signal_and_wait(signal.SIGTERM, 3.0 + EXIT_MARGIN)
     assert code == 0

@@ -580,6 +580,8 @@ async def test_a_stream_cancelled_while_sending_closes_its_generator_at_once(
 
 
 stats_after: list[dict[str, int]] = []
+# When the server stopped, the stragglers then, and the app.
+stopped: list[tuple[float, list[str], TrioAPI]] = []
 
 
 async def _stubborn_run(
@@ -619,6 +621,7 @@ async def _stubborn_run(
         report = await server.shutdown()
     assert report is not None
     stats_after[:] = [app.background.stats()]
+    stopped[:] = [(now(), [handle.name for handle in app.background.stragglers], app)]
     return report, trail
 
 
@@ -648,26 +651,41 @@ async def test_a_task_that_swallows_cancellation_and_keeps_going_is_abandoned_an
 ) -> None:
     caplog.set_level(logging.INFO)
     report, trail = await _stubborn_run("swallow-and-keep-working", caplog)
-    # The drain waits UNWIND_GRACE (1 s) after cancelling, then stops waiting;
-    # the lifespan nursery still waits for the task, which returns at 70.
-    assert trail == ["cancelled at 10", "finished at 70"]
+    # The drain waits UNWIND_GRACE (1 s) after cancelling, then stops waiting,
+    # and the server stops then too: the runtime's nursery lives in a trio
+    # system task, which holds the task until it returns at 70.
+    assert trail == ["cancelled at 10"]
+    ((stopped_at, stragglers, app),) = stopped
+    assert (stopped_at, stragglers) == (11, ["stubborn"])
     assert (report.completed, report.cancelled, report.abandoned) == (1, 0, 1)
     assert report.abandoned_tasks == ("stubborn",)
     assert report.finished_at == 11
+    await trio.sleep_until(70)
+    await trio.testing.wait_all_tasks_blocked()
+    assert trail == ["cancelled at 10", "finished at 70"]
+    assert app.background.stragglers == []
+    assert (
+        "trioapi.background WARNING: abandoned background task 'stubborn' returned at last"
+        in logged(caplog)
+    )
     assert any(
         "abandoned" in message and "it did not stop when cancelled" in message
         for message in logged(caplog)
     ), logged(caplog)
     # Its late return must not count it a second time.
-    assert stats_after[0] == {
-        "pending": 0,
-        "running": 0,
-        "completed": 1,
-        "failed": 0,
-        "cancelled": 0,
-        "abandoned": 1,
-        "skipped": 0,
-    }
+    assert (
+        stats_after[0]
+        == app.background.stats()
+        == {
+            "pending": 0,
+            "running": 0,
+            "completed": 1,
+            "failed": 0,
+            "cancelled": 0,
+            "abandoned": 1,
+            "skipped": 0,
+        }
+    )
 
 
 # --- a flood against the pending cap -----------------------------------------------------

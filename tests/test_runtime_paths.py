@@ -244,29 +244,30 @@ async def _cancel_running_sync_job(late_end: _LateEnd) -> None:
         assert app.background.stats()["completed"] == 0
 
 
-async def test_a_direct_sync_job_holds_one_running_place_and_gives_it_back() -> None:
-    # max_running_tasks=1: while the sync job runs, an async group waits; it
-    # starts as soon as the job's result is in, not when some runner frees up.
+async def test_a_sync_task_in_a_thread_holds_no_running_place() -> None:
+    # max_running_tasks=1: the running cap is for the event loop; worker
+    # threads are their own limit. While a lone sync task (the direct path)
+    # and a runner's sync task run in threads, an async group starts at once.
     async with running(max_running_tasks=1) as app:
         release = threading.Event()
         order: list[str] = []
 
-        def blocker() -> None:
+        def blocker(label: str) -> None:
             release.wait(THREAD_WAIT)
-            order.append("sync")
+            order.append(label)
 
         async def after() -> None:
             order.append("async")
 
-        (first,) = submit(app, (blocker,))
-        (second,) = submit(app, (after,))
-        await trio.testing.wait_all_tasks_blocked()
-        assert second.state is TaskState.PENDING
-        assert app.background.stats()["running"] == 1
+        (direct,) = submit(app, (blocker, "direct"))
+        on_runner, _ = submit(app, (blocker, "runner"), (order.append, "runner done"))
+        (third,) = submit(app, (after,))
+        assert await settled(third) is TaskState.COMPLETED
+        assert order == ["async"]
+        assert (direct.state, on_runner.state) == (TaskState.RUNNING, TaskState.RUNNING)
         release.set()
-        assert await settled(second) is TaskState.COMPLETED
-        assert order == ["sync", "async"]
-        assert first.state is TaskState.COMPLETED
+        assert await settled(direct) is TaskState.COMPLETED
+        assert await settled(on_runner) is TaskState.COMPLETED
 
 
 async def test_groups_of_several_sync_tasks_keep_their_order_on_a_runner() -> None:

@@ -14,13 +14,27 @@ FastAPI's rule). Submission is the single seam through which work enters the
 runtime; a durable store would slot in there.
 
 A submitted group goes on a queue served by *runners*: long-lived tasks in
-the runtime's nursery, which the ASGI lifespan call opens and which therefore
+the runtime's nursery, which the ASGI lifespan call starts and which therefore
 outlives every connection (see ``docs/background-tasks.md`` for why that
 matters under hypercorn). A runner runs a group's tasks one after another in
 the order they were added, then takes the next group; groups run
-concurrently, up to ``max_running`` of them. A group of one sync task without
-a timeout skips the runners: its job goes straight to the worker threads
-(``_runtime/threads.py``), which run sync callables up to ``max_threads`` at once.
+concurrently, up to ``max_running`` of them on the event loop. A group of one
+sync task without a timeout skips the runners: its job goes straight to the
+worker threads (``_runtime/threads.py``), which run sync callables up to
+``max_threads`` at once. A sync task waiting for a thread, or running in one,
+holds no running place (the threads are their own limit): slow sync tasks
+cannot keep async ones from starting. While it waits for a thread it counts
+against ``max_pending`` instead.
+
+The runtime's nursery is held by a trio *system task* (the host), not by
+the lifespan call that starts it: trio cannot stop a task that shields
+itself from cancellation (or catches ``Cancelled`` and carries on), and a
+nursery waits for all of its tasks. At the drain deadline plus
+``UNWIND_GRACE`` such a task is abandoned, as a sync task stuck in its
+thread is; the runtime then closes without it, so the lifespan call, the
+server and ``serve()`` all end on time. The task keeps running (it is a
+*straggler*, listed by ``stragglers``) and the trio run cannot return until
+it does; ``python -m trioapi`` ends the process without waiting for it.
 Each task ends in exactly one terminal state, and the counters move with it:
 
     PENDING -> RUNNING -> COMPLETED | FAILED | CANCELLED | ABANDONED
@@ -51,6 +65,11 @@ DRAINING
 CLOSED
     The drain report is final. A group submitted now is cancelled at once and
     counted, never silently dropped.
+
+If the lifespan call is cancelled before a drain (a forced stop), every
+unfinished task is cancelled at once and named in one WARNING; tasks get
+``UNWIND_GRACE`` to unwind, and the ones that do not are left running and
+named too.
 
 Context variables: a group runs in a copy of the request's context taken at
 submission, as if spawned from the request's task (request ids for logging
@@ -84,9 +103,10 @@ logger = logging.getLogger("trioapi.background")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# How long cancelled tasks get to unwind after the drain deadline before the
-# report is written without them. Cancelled trio code normally unwinds at its
-# next checkpoint, so this only matters for tasks that shield themselves.
+# How long cancelled tasks get to unwind after the drain deadline (or a stop
+# without a drain) before the runtime stops waiting for them. Cancelled trio
+# code normally unwinds at its next checkpoint, so this only matters for
+# tasks that shield themselves.
 UNWIND_GRACE = 1.0
 
 # How many cancelled (and abandoned) task names a runtime keeps for its drain
@@ -432,6 +452,30 @@ def _names(names: tuple[str, ...], count: int) -> str:
 ErrorHook = Callable[["TaskHandle[Any]", BaseException], Any]
 
 
+@final
+@attrs.define(eq=False)
+class _Host:
+    """One life of the runtime's nursery, held by a trio system task (see ``run``).
+
+    ``tasks`` counts the tasks started in the nursery that have not left it;
+    ``owners`` maps each runner's current cancel scope to its task, so that a
+    task the runtime abandons can be told apart (``stuck``) from those that
+    unwind. ``settled`` is set once the nursery is closed and only stuck
+    tasks are left in it (or none: then ``done`` follows).
+    """
+
+    nursery: trio.Nursery | None = None
+    tasks: int = 0
+    owners: dict[trio.CancelScope, trio.lowlevel.Task] = attrs.Factory(dict)
+    stuck: dict[trio.lowlevel.Task, TaskHandle[Any]] = attrs.Factory(dict)
+    closed: bool = False
+    left: bool = False
+    result: outcome.Outcome[None] | None = None
+    opened: trio.Event = attrs.Factory(trio.Event)
+    settled: trio.Event = attrs.Factory(trio.Event)
+    done: trio.Event = attrs.Factory(trio.Event)
+
+
 class BackgroundRuntime:
     """Runs every request's background tasks; reachable as ``app.background``.
 
@@ -489,8 +533,12 @@ class BackgroundRuntime:
         self._runners = 0
         self._parked: list[trio.lowlevel.Task] = []
         self._runner_context = contextvars.Context()
-        # Lone sync tasks handed straight to the worker threads (no runner).
-        self._direct = 0
+        # Runners whose current task is sync: waiting for a worker thread or
+        # running in one, they hold no running place.
+        self._in_threads = 0
+        self._host: _Host | None = None
+        # Hosts left with stuck tasks still running (see stragglers).
+        self._stuck_hosts: list[_Host] = []
         self._pool: ThreadPool | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._idle: trio.Event | None = None
@@ -513,43 +561,173 @@ class BackgroundRuntime:
         lifespans one after another, as test suites do. To embed the runtime
         without ASGI: ``await nursery.start(app.background.run)``, add work
         with :meth:`add_task`, then ``await app.background.drain()``.
+
+        It returns once the drain closed the runtime and its tasks ended, or
+        were abandoned because they ignore cancellation (see
+        :attr:`stragglers`). Cancelled before a drain, it cancels every task,
+        gives them ``UNWIND_GRACE`` to unwind, and names them in a WARNING.
         """
         if self.state is RuntimeState.CLOSED:
             self._reset()
         self._require(RuntimeState.IDLE, "start")
+        self._runners = 0
+        self._in_threads = 0
+        self._parked.clear()
+        # Runners start in a context of their own: between groups they
+        # hold on to no request's context variables.
+        self._runner_context = contextvars.copy_context()
+        self._start_run()
+        assert self._pool is not None
+        host = _Host()
+        self._host = host
+        trio.lowlevel.spawn_system_task(
+            self._host_task,
+            host,
+            self._pool,
+            name="trioapi background runtime",
+            context=self._runner_context.copy(),
+        )
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                self._runners = 0
-                self._direct = 0
-                self._parked.clear()
-                # Runners start in a context of their own: between groups they
-                # hold on to no request's context variables.
-                self._runner_context = contextvars.copy_context()
-                self._start_run()
-                assert self._pool is not None
-                await nursery.start(self._pool.dispatch)
+            await host.opened.wait()
+            if not host.done.is_set():
+                self._nursery = host.nursery
                 self.state = RuntimeState.ACCEPTING
                 task_status.started()
-                try:
-                    await trio.sleep_forever()
-                finally:
-                    # Only reached by cancellation: drain() closes the runtime
-                    # by cancelling this scope once every task has ended.
-                    self._nursery = None
-                    if self.state is not RuntimeState.CLOSED:
-                        self._close_abruptly()
-                    if self._pool is not None:
-                        self._pool.close()
+                # Until drain() closed the nursery and its tasks are gone (or
+                # stuck), or the nursery failed.
+                await host.settled.wait()
         finally:
-            # Every group has unwound by now, so the list is complete.
-            if self._dropped:
-                logger.warning(
-                    "background runtime stopped without a drain: %d task(s) cancelled: %s",
-                    len(self._dropped),
-                    ", ".join(self._dropped),
-                )
-                self._dropped.clear()
+            with trio.CancelScope(shield=True):
+                await self._leave(host)
+        if host.done.is_set() and host.result is not None:
+            host.result.unwrap()  # the nursery failed: a bug in the runtime, raised here
+
+    async def _host_task(self, host: _Host, pool: ThreadPool) -> None:
+        # A system task: trio would turn an exception escaping it into a
+        # TrioInternalError, so its outcome goes to run(), which raises it.
+        host.result = await outcome.acapture(self._host_nursery, host, pool)
+        host.opened.set()
+        host.settled.set()
+        host.done.set()
+        error = host.result.error if isinstance(host.result, outcome.Error) else None
+        if isinstance(error, BaseExceptionGroup):
+            error = error.split(trio.Cancelled)[1]
+        elif isinstance(error, trio.Cancelled):
+            error = None  # the run is ending (its main task returned): nothing failed
+        if host.left and error is not None:
+            logger.error(
+                "background runtime: its nursery failed after it closed",
+                exc_info=(type(error), error, error.__traceback__),
+            )
+
+    async def _host_nursery(self, host: _Host, pool: ThreadPool) -> None:
+        async with trio.open_nursery() as nursery:
+            host.nursery = nursery
+            host.tasks += 2
+            await nursery.start(self._hosted, host, pool.dispatch)
+            await nursery.start(self._hosted, host, pool.watch)
+            host.opened.set()
+            # Cancelled by _close_host; the nursery then waits for its tasks,
+            # stuck ones included: this system task may outlive run().
+            await trio.sleep_forever()
+
+    async def _hosted(
+        self,
+        host: _Host,
+        func: Callable[..., Coroutine[Any, Any, None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            await func(task_status=task_status)
+        finally:
+            self._task_left(host, trio.lowlevel.current_task())
+
+    def _task_left(self, host: _Host, task: trio.lowlevel.Task) -> None:
+        # In the finally of every task of the host's nursery.
+        host.tasks -= 1
+        handle = host.stuck.pop(task, None)
+        if handle is not None and host.left:
+            logger.warning("abandoned background task %r returned at last", handle.name)
+        if host.closed and host.tasks <= len(host.stuck):
+            host.settled.set()
+
+    def _close_host(self, host: _Host, reason: str) -> None:
+        # Cancels the host's nursery: its tasks unwind, stuck ones stay.
+        if self._host is host:
+            self._nursery = None
+        if host.closed:
+            return
+        host.closed = True
+        if host.nursery is not None:
+            host.nursery.cancel_scope.cancel(reason)
+        if self._pool is not None:
+            self._pool.close()
+        if host.tasks <= len(host.stuck):
+            host.settled.set()
+
+    def _note_stuck(self, host: _Host, scope: trio.CancelScope, handle: TaskHandle[Any]) -> None:
+        # The runtime stops waiting for the task running under scope.
+        task = host.owners.get(scope)
+        if task is not None:
+            host.stuck[task] = handle
+            if host not in self._stuck_hosts:
+                self._stuck_hosts.append(host)
+
+    async def _leave(self, host: _Host) -> None:
+        # run()'s last step, shielded: close this life and say what is left.
+        await host.opened.wait()
+        if self.state is not RuntimeState.CLOSED:
+            # Cancelled before (or during) a drain: a forced stop, an embedded
+            # server cancelled from outside, or the nursery failed.
+            self._close_abruptly(host)
+            with trio.move_on_after(UNWIND_GRACE):
+                await host.done.wait()
+        else:
+            self._close_host(host, "the background runtime closed")
+            with trio.move_on_after(UNWIND_GRACE):
+                await host.settled.wait()  # at once, unless a task misbehaves
+        host.left = True
+        left = [handle.name for handle in host.stuck.values()]
+        others = host.tasks - len(host.stuck)
+        if others > 0:
+            left.append(f"{others} task(s) of the runtime itself")
+        if self._dropped:
+            behind = (
+                f"; still running after {UNWIND_GRACE:g} s, left behind (the trio run ends "
+                f"only when they return): {', '.join(left)}"
+                if left
+                else ""
+            )
+            logger.warning(
+                "background runtime stopped without a drain: %d task(s) cancelled: %s%s",
+                len(self._dropped),
+                ", ".join(self._dropped),
+                behind,
+            )
+            self._dropped.clear()
+        elif left:
+            logger.warning(
+                "background runtime closed with %d abandoned task(s) still running, which "
+                "ignore cancellation: %s; the trio run ends only when they return",
+                len(left),
+                ", ".join(left),
+            )
+
+    @property
+    def stragglers(self) -> list[TaskHandle[Any]]:
+        """Abandoned tasks whose code is still running, oldest first.
+
+        An async task that ignores cancellation (it shields itself, or
+        catches ``Cancelled`` and carries on) is abandoned at the drain
+        deadline plus ``UNWIND_GRACE`` and reported; the runtime closes
+        without it, but trio cannot end a run before every task returned. A
+        program that must exit now ends its process with ``os._exit`` after
+        flushing its logs, as ``python -m trioapi`` does. Sync tasks
+        abandoned in their threads do not hold the run and are not listed.
+        """
+        self._stuck_hosts = [host for host in self._stuck_hosts if host.stuck]
+        return [handle for host in self._stuck_hosts for handle in host.stuck.values()]
 
     def _start_run(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -664,10 +842,13 @@ class BackgroundRuntime:
                 "the request gets 503 so the client can retry on another instance"
             )
             raise BackgroundClosedError(msg)
-        if self.pending >= self.max_pending:
+        pool = self._pool
+        waiting = self.pending if pool is None else self.pending + pool.queued
+        if waiting >= self.max_pending:
             msg = (
-                f"cannot add a background task: {self.pending} tasks are already pending "
-                f"(max_pending={self.max_pending}); the request gets 503 with Retry-After"
+                f"cannot add a background task: {waiting} tasks are already waiting to start "
+                f"({waiting - self.pending} of them sync tasks waiting for a worker thread; "
+                f"max_pending={self.max_pending}); the request gets 503 with Retry-After"
             )
             raise BackgroundCapacityError(msg)
         self._next_id += 1
@@ -704,8 +885,8 @@ class BackgroundRuntime:
                     handle.cancel_reason = "submitted after the runtime closed"
                     self._finish(handle, TaskState.CANCELLED)
             return
-        if len(handles) == 1 and _runs_direct(handles[0]) and self._has_place():
-            self._run_direct(handles[0])
+        if len(handles) == 1 and _runs_direct(handles[0]):
+            self._run_direct(handles[0])  # it holds no running place: the threads are the limit
             return
         self._queue.append((handles, contextvars.copy_context()))
         self._wake_runner()
@@ -718,25 +899,29 @@ class BackgroundRuntime:
         if self._parked:
             trio.lowlevel.reschedule(self._parked.pop())
         elif self._has_place() and self._nursery is not None:
+            assert self._host is not None
             self._runners += 1
-            self._runner_context.run(self._nursery.start_soon, self._runner)
+            self._host.tasks += 1
+            self._runner_context.run(self._nursery.start_soon, self._runner, self._host)
 
     def _has_place(self) -> bool:
-        # Groups running: busy runners (parked ones hold no group) and direct jobs.
-        return self._runners - len(self._parked) + self._direct < self.max_running
+        # Groups running on the event loop: busy runners (parked ones hold no
+        # group), except those whose task waits for a worker thread or runs
+        # in one. Direct jobs never hold a place.
+        return self._runners - len(self._parked) - self._in_threads < self.max_running
 
     def _run_direct(self, handle: TaskHandle[Any]) -> None:
         # The common FastAPI case, a request with one sync task and no timeout,
         # needs no trio task at all: the job goes straight to the worker
         # threads and its result is recorded when the pool delivers it. The
         # task counts as running from here, as one run by a runner does while
-        # its job waits for a thread.
+        # its job waits for a thread; it holds no running place (see
+        # _has_place), and while it waits it counts against max_pending.
         assert self._pool is not None
         handle.state = TaskState.RUNNING
         handle.started_at = trio.current_time()
         self.pending -= 1
         self.running += 1
-        self._direct += 1
         job = _job_for(handle)
         handle._job = job
         self._pool.start(job, self._direct_done)
@@ -754,7 +939,11 @@ class BackgroundRuntime:
         if self._nursery is not None:
             # A coroutine to await, error hooks to call, or a BaseException:
             # a runner-like task finishes it, in the request's context.
-            job.context.run(self._nursery.start_soon, self._complete_direct, handle, result)
+            assert self._host is not None
+            self._host.tasks += 1
+            job.context.run(
+                self._nursery.start_soon, self._complete_direct, handle, result, self._host
+            )
         else:
             self._end_cancelled(handle, "the runtime closed as the task finished")
 
@@ -775,8 +964,12 @@ class BackgroundRuntime:
             return True
         return False
 
-    async def _complete_direct(self, handle: TaskHandle[Any], result: outcome.Outcome[Any]) -> None:
+    async def _complete_direct(
+        self, handle: TaskHandle[Any], result: outcome.Outcome[Any], host: _Host
+    ) -> None:
         scope = trio.CancelScope()
+        task = trio.lowlevel.current_task()
+        host.owners[scope] = task
         handle._scope = scope
         try:
             with scope:
@@ -794,13 +987,12 @@ class BackgroundRuntime:
             if scope.cancelled_caught:
                 await self._cut_off_running((handle,))
         finally:
+            del host.owners[scope]
             self._drop_live((handle,))
+            self._task_left(host, task)
 
     def _release_job(self, handle: TaskHandle[Any]) -> None:
         handle._job = None
-        self._direct -= 1
-        if self._queue:
-            self._wake_runner()  # its place may be the one a waiting group needs
 
     def discard(self, handles: Sequence[TaskHandle[Any]]) -> None:
         """Skips admitted tasks that must not run (their endpoint raised)."""
@@ -833,7 +1025,7 @@ class BackgroundRuntime:
 
     # --- running ----------------------------------------------------------------
 
-    async def _runner(self) -> None:
+    async def _runner(self, host: _Host) -> None:
         # A long-lived task of the runtime's nursery that runs groups from the
         # queue, one after another, each in the context it was submitted from.
         # Runners save a task spawn per request; there are at most max_running
@@ -844,43 +1036,56 @@ class BackgroundRuntime:
         # the drain cancel it. A cancelled scope cannot be reused, so the
         # runner then records the cut-off task and carries on under a new one.
         task = trio.lowlevel.current_task()
+        owners = host.owners
         group: tuple[Sequence[TaskHandle[Any]], Context] | None = None
         unyielded = 0  # groups run since this runner last gave others a turn
         try:
             while True:
                 scope = trio.CancelScope()
-                with scope:
-                    while True:
-                        if group is None:
-                            group = await self._take_group(task)
+                owners[scope] = task  # so that the drain can tell a stuck task's runner
+                try:
+                    with scope:
+                        while True:
                             if group is None:
-                                return
-                        handles, context = group
-                        done, stepped = await _in_context(context, self._run_tasks(handles, scope))
-                        if not done:
-                            break  # the scope was cancelled, its task returned anyway
-                        group = None
-                        if stepped:
-                            unyielded = 0
-                        else:
-                            unyielded += 1
-                            if unyielded == GROUPS_PER_TURN:
+                                group = await self._take_group(task, host)
+                                if group is None:
+                                    return
+                            handles, context = group
+                            done, stepped = await _in_context(
+                                context, self._run_tasks(handles, scope)
+                            )
+                            if not done:
+                                break  # the scope was cancelled, its task returned anyway
+                            group = None
+                            if stepped:
                                 unyielded = 0
-                                if self._queue:  # else parking is the turn
-                                    await trio.lowlevel.cancel_shielded_checkpoint()
-                if scope.cancelled_caught and group is not None:
-                    await _in_context(group[1], self._cut_off_running(group[0]))
+                            else:
+                                unyielded += 1
+                                if unyielded == GROUPS_PER_TURN:
+                                    unyielded = 0
+                                    if self._queue:  # else parking is the turn
+                                        await trio.lowlevel.cancel_shielded_checkpoint()
+                    if scope.cancelled_caught and group is not None:
+                        await _in_context(group[1], self._cut_off_running(group[0]))
+                finally:
+                    del owners[scope]
         finally:
-            self._runners -= 1
+            if self._host is host:  # not a stuck runner of an earlier life
+                self._runners -= 1
             if group is not None:
                 self._drop_live(group[0])
+            self._task_left(host, task)
 
     async def _take_group(
-        self, runner: trio.lowlevel.Task
+        self, runner: trio.lowlevel.Task, host: _Host
     ) -> tuple[Sequence[TaskHandle[Any]], Context] | None:
         # The next group with a task still pending (cancel() or the drain may
-        # have ended them all), or None when the runner should exit.
+        # have ended them all), or None when the runner should exit: also
+        # when its nursery closed (a stuck task that returned at last must
+        # not take groups from the runtime's next life).
         while True:
+            if host.closed:
+                return None
             while self._queue:
                 group = self._queue.popleft()
                 for handle in group[0]:
@@ -935,7 +1140,15 @@ class BackgroundRuntime:
                 else:
                     # run() and run_inline() bound the pool to this trio run.
                     assert self._pool is not None
-                    result = await self._pool.run(_job_for(handle), _note_abort)
+                    # Waiting for a thread or running in one, the task holds no
+                    # running place: a group waiting for one may start.
+                    self._in_threads += 1
+                    if self._queue:
+                        self._wake_runner()
+                    try:
+                        result = await self._pool.run(_job_for(handle), _note_abort)
+                    finally:
+                        self._in_threads -= 1
                     if inspect.isawaitable(result):  # a sync callable returning a coroutine
                         result = await result
             except trio.Cancelled:
@@ -1152,6 +1365,11 @@ class BackgroundRuntime:
         self.state = RuntimeState.DRAINING
         self._drain_begun.set()
         started = trio.current_time()
+        logger.info(
+            "background drain started: %d task(s) pending or running get up to %g s",
+            len(self._live),
+            timeout,
+        )
         deadline_hit = False
         with trio.move_on_at(started + timeout):
             await self.wait_idle()
@@ -1172,7 +1390,10 @@ class BackgroundRuntime:
                 await self.wait_idle()
             for handle in list(self._live):
                 # It shielded itself from cancellation: stop waiting, say so.
+                scope = handle._scope
                 self._end_cancelled(handle, reason, abandoned=True, final=True)
+                if scope is not None and self._host is not None and self._nursery is not None:
+                    self._note_stuck(self._host, scope, handle)  # its runner is stuck in it
         self.state = RuntimeState.CLOSED
         report = DrainReport(
             completed=self.completed,
@@ -1189,16 +1410,22 @@ class BackgroundRuntime:
         self.last_report = report
         level = logging.WARNING if report.cancelled or report.abandoned else logging.INFO
         logger.log(level, "%s", report)
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel("the background runtime closed after its drain")
+        if self._nursery is not None and self._host is not None:
+            self._close_host(self._host, "the background runtime closed after its drain")
         return report
 
-    def _close_abruptly(self) -> None:
+    def _close_abruptly(self, host: _Host) -> None:
         # The lifespan was cancelled before any drain (an embedded server
-        # cancelled from outside, a forced stop): nothing is waited for, but
-        # every unfinished task is still accounted for, and said out loud.
+        # cancelled from outside, a forced stop): every unfinished task is
+        # accounted for at once, and said out loud. The running ones count as
+        # stuck until they have unwound (see _leave).
         self.state = RuntimeState.CLOSED
-        self._drop_live(list(self._live))
+        live = list(self._live)
+        for handle in live:
+            if handle._scope is not None:
+                self._note_stuck(host, handle._scope, handle)
+        self._drop_live(live)
+        self._close_host(host, "the server ended the lifespan before a drain")
 
 
 def _runs_direct(handle: TaskHandle[Any]) -> bool:

@@ -30,7 +30,13 @@ mostly short, so the runtime uses this pool instead:
   callback reschedules every waiting task whose job is done;
 - cancelling a task whose job has not started removes it from the queue
   (it never runs); cancelling one whose job is running abandons it: its
-  thread finishes on its own, and the result is dropped with a log line.
+  thread finishes on its own, and the result is dropped with a log line;
+- when every thread is running a job and more jobs wait, the pool is
+  *saturated*: the pool's watcher task logs a WARNING once that has lasted
+  ``SATURATED_WARN_AFTER`` seconds, naming what holds the threads, at most
+  every ``SATURATED_WARN_EVERY`` seconds. Jobs waiting for a thread hold no
+  running place in the runtime (async tasks still start at once); they
+  count against its pending cap instead (``queued``).
 
 Each job runs in a copy of the submitting task's context, like
 ``trio.to_thread.run_sync``, and a task may call back into trio with
@@ -44,6 +50,7 @@ from __future__ import annotations
 import collections
 import contextvars
 import logging
+import math
 import threading
 from collections.abc import Callable
 from typing import Any, final
@@ -69,6 +76,12 @@ HOLD_SECONDS = 0.002
 
 HOLD_LIMIT = 16
 """Jobs waiting in the queue that send a worker at once, however busy the loop."""
+
+SATURATED_WARN_AFTER = 1.0
+"""Seconds every worker thread must stay busy, with jobs waiting, before a WARNING says so."""
+
+SATURATED_WARN_EVERY = 60.0
+"""The least time between two warnings about busy worker threads."""
 
 
 def _register_thread(token: trio.lowlevel.TrioToken) -> None:
@@ -124,6 +137,12 @@ class Job:
         self.result = outcome.capture(self.context.run, self.func, *self.args, **self.kwargs)
 
 
+def _names_counted(counts: collections.Counter[str], shown: int = 10) -> str:
+    names = ", ".join(f"{name} x{count}" for name, count in counts.most_common(shown))
+    rest = len(counts) - shown
+    return f"{names} and {rest} more" if rest > 0 else names
+
+
 @final
 class ThreadPool:
     """The worker threads of one background runtime (one trio run)."""
@@ -149,6 +168,22 @@ class ThreadPool:
         # Only the trio thread submits, so these need no lock.
         self._holding = False
         self._dispatcher: trio.lowlevel.Task | None = None
+        # Jobs a worker is running, and cancelled jobs still in the queue
+        # (a worker skips them): for ``queued`` and the saturation warning.
+        self._running: dict[Job, None] = {}
+        self._dropped = 0
+        # Saturated: every thread runs a job and jobs wait. Dated (trio time)
+        # when a submission or a worker finds it so, cleared by the worker
+        # that takes the last waiting job; watch() warns when it lasts.
+        self._saturated_since: float | None = None
+        self._saturation_noted = False
+        self._saturation: trio.Event | None = None
+        self._quiet_until = -math.inf
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a worker thread (approximate: workers move on meanwhile)."""
+        return len(self._queue) - self._dropped
 
     async def dispatch(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -175,6 +210,38 @@ class ThreadPool:
         finally:
             self._holding = False
             self._send_for_held()
+
+    async def watch(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Warns while every thread is busy and jobs wait; a task of the runtime's nursery."""
+        self._saturation = trio.Event()
+        task_status.started()
+        while True:
+            since = self._saturated_since
+            if since is None:
+                await self._saturation.wait()
+                self._saturation = trio.Event()
+                continue
+            due = max(since + SATURATED_WARN_AFTER, self._quiet_until)
+            now = trio.current_time()
+            if now < due:
+                await trio.sleep_until(due)
+                continue  # it may have ended, or another saturation begun
+            with self._lock:
+                waiting = len(self._queue) - self._dropped
+                holding = collections.Counter(job.name for job in self._running)
+                if waiting <= 0:  # only cancelled jobs are left in the queue
+                    self._saturated_since = None
+                    continue
+            self._quiet_until = now + SATURATED_WARN_EVERY
+            logger.warning(
+                "all %d worker threads for sync background tasks have been busy for %.1f s "
+                "and %d sync job(s) wait for one (running: %s); async tasks still start. "
+                "Raise max_task_threads, or make long tasks async",
+                self.max_threads,
+                now - since,
+                waiting,
+                _names_counted(holding),
+            )
 
     def _forget_dispatcher(self, _: Any) -> trio.lowlevel.Abort:
         self._dispatcher = None
@@ -224,7 +291,9 @@ class ThreadPool:
             if job.started:
                 job.abandoned = True
                 return True
-            job.dropped = True  # left in the queue; a worker skips it
+            if not job.dropped:
+                job.dropped = True  # left in the queue; a worker skips it
+                self._dropped += 1
             return False
 
     def _submit(self, job: Job) -> None:
@@ -237,6 +306,9 @@ class ThreadPool:
             self._queue.append(job)
             if self._searching:
                 return  # the worker on its way takes this job too
+            saturated = (
+                not self._parked and self._threads >= self.max_threads and self._note_saturated()
+            )
             if self._holding and len(self._queue) < HOLD_LIMIT:
                 start_thread = False
                 dispatcher, self._dispatcher = self._dispatcher, None  # None: already coming
@@ -246,6 +318,25 @@ class ThreadPool:
             trio.lowlevel.reschedule(dispatcher)
         if start_thread:
             self._start_thread()
+        if saturated:
+            self._begin_saturation()
+
+    def _note_saturated(self) -> bool:
+        # Under the lock, with every thread busy and a job waiting: True when
+        # this saturation is new and _begin_saturation must run (in trio).
+        if self._saturated_since is not None or self._saturation_noted:
+            return False
+        self._saturation_noted = True
+        return True
+
+    def _begin_saturation(self) -> None:
+        # In the trio thread: dates the saturation for watch(), if jobs still wait.
+        with self._lock:
+            self._saturation_noted = False
+            if self._saturated_since is None and len(self._queue) > self._dropped:
+                self._saturated_since = trio.current_time()
+        if self._saturation is not None:
+            self._saturation.set()
 
     def _wake_one(self) -> bool:
         # Under the lock: sends one more worker to the queue. Returns True
@@ -289,26 +380,38 @@ class ThreadPool:
         wake.acquire()
         searching = True  # started by _wake_one
         while True:
-            start_thread = False
+            start_thread = saturated = False
             with self._lock:
                 if searching:
                     self._searching -= 1
                     searching = False
                 while self._queue and self._queue[0].dropped:
                     self._queue.popleft()
+                    self._dropped -= 1
                 if self._queue:
                     job = self._queue.popleft()
                     job.started = True
-                    if self._queue and self._searching == 0:
+                    self._running[job] = None
+                    if not self._queue:
+                        self._saturated_since = None  # nothing waits for a thread
+                    elif self._searching == 0:
                         start_thread = self._wake_one()
+                        # Nobody on the way, no thread to start: they are all busy.
+                        saturated = self._searching == 0 and self._note_saturated()
                 elif self._closed:
                     self._threads -= 1
                     return
                 else:
                     job = None
+                    self._saturated_since = None
                     self._parked.append(wake)
             if start_thread:
                 self._start_thread()
+            if saturated:
+                try:
+                    self._token.run_sync_soon(self._begin_saturation)
+                except trio.RunFinishedError:
+                    return
             if job is None:
                 if not wake.acquire(timeout=IDLE_THREAD_SECONDS):
                     with self._lock:
@@ -322,6 +425,7 @@ class ThreadPool:
                 continue
             job.run()
             with self._lock:
+                del self._running[job]
                 self._done.append(job)
                 wake_trio = not self._wake_pending
                 self._wake_pending = True

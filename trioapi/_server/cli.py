@@ -5,18 +5,33 @@ graceful sequence, a second signal stops at once, and the exit code is 0
 after a clean drain. With ``--workers N`` a supervisor (``_server/workers.py``)
 starts N worker processes sharing the sockets; SIGTERM/SIGINT to it stop
 all of them gracefully, and it waits until every worker has drained.
+
+The process always ends on time, even when something ignores cancellation:
+
+- a background task that shields itself (or catches ``Cancelled`` and
+  carries on) is abandoned at the drain deadline plus 1 s and named in the
+  report; the server then stops, and since trio would wait for that task
+  before ``trio.run`` returns, the process exits without it (``os._exit``,
+  after the logs are flushed), naming it once more;
+- after a second signal, the process exits with code 1 within
+  ``FORCED_EXIT_AFTER`` seconds whatever still runs (a task that shields
+  itself, hypercorn's shielded write to a client that stopped reading),
+  with a log line naming every background task cut off.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import importlib
 import inspect
+import logging
 import logging.config
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 from hypercorn.config import Config
@@ -34,6 +49,14 @@ from .serve import (
 
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 LOG_DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
+
+FORCED_EXIT_AFTER = 1.5
+"""Seconds after a second signal before the process exits, stopped or not.
+
+The runtime gives cancelled tasks 1 s to unwind (``UNWIND_GRACE``); this
+leaves room for that, within the 2 s an operator may expect."""
+
+logger = logging.getLogger("trioapi")
 
 
 def load_app(target: str) -> Any:
@@ -213,4 +236,54 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve_here(app: ASGIApp, config: Config) -> Server:
-    return await serve(app, config.bind, config=config, handle_signals=True)
+    async with trio.open_nursery() as nursery:
+        server: Server = await nursery.start(
+            functools.partial(serve, app, config.bind, config=config, handle_signals=True)
+        )
+        nursery.start_soon(_exit_if_a_forced_stop_hangs, server)
+        await server._stopped.wait()
+        nursery.cancel_scope.cancel()
+    inner = find_app(app)
+    stragglers = inner.background.stragglers if inner is not None else []
+    if stragglers:
+        # Abandoned tasks that ignore cancellation: trio.run would wait for
+        # them to return. The report named them; nothing else is left to do.
+        logger.warning(
+            "trioapi: exiting without waiting for %d abandoned background task(s) that "
+            "ignore cancellation: %s",
+            len(stragglers),
+            ", ".join(handle.name for handle in stragglers),
+        )
+        _exit_now(1 if server.forced else 0)
+    return server
+
+
+async def _exit_if_a_forced_stop_hangs(server: Server) -> None:
+    """Ends the process ``FORCED_EXIT_AFTER`` s after a second signal if still running.
+
+    Something ignores the cancellation: a task that shields itself, or
+    hypercorn's (shielded) write to a client that stopped reading.
+    """
+    await server._stopping_now.wait()
+    await trio.sleep(FORCED_EXIT_AFTER)
+    inner = find_app(server.app)
+    runtime = inner.background if inner is not None else None
+    cut_off = (
+        [handle.name for handle in (*runtime.in_flight(), *runtime.stragglers)] if runtime else []
+    )
+    logger.warning(
+        "trioapi: not stopped %g s after the second signal: exiting now; background tasks "
+        "cut off: %s",
+        FORCED_EXIT_AFTER,
+        ", ".join(cut_off) if cut_off else "none",
+    )
+    _exit_now(1)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exits without waiting for trio to unwind (or for anything else), logs flushed."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed, or a pipe nobody reads
+            stream.flush()
+    os._exit(code)

@@ -9,6 +9,12 @@ stop accepting → in-flight requests finish within hypercorn's
 everything at once: hypercorn never sends ``lifespan.shutdown``, so there is
 no drain and the report counts the unfinished tasks as cancelled.
 
+A background task that ignores cancellation (it shields itself, or catches
+``Cancelled`` and carries on) cannot hold either up for more than 1 s: the
+runtime abandons it, names it, and lists it in ``app.background.stragglers``.
+trio itself waits for it before ``trio.run`` returns; ``python -m trioapi``
+exits without waiting (``os._exit``), an embedding program decides.
+
 Limits on clients (see ``docs/reliability.md``), all on by default:
 
 - a request head (request line and headers) over ``DEFAULT_MAX_HEAD_SIZE``
@@ -114,6 +120,7 @@ class Server:
     urls: list[str] = attrs.Factory(list)
     _stop: trio.Event = attrs.Factory(trio.Event)
     _stopped: trio.Event = attrs.Factory(trio.Event)
+    _stopping_now: trio.Event = attrs.Factory(trio.Event)
 
     @property
     def port(self) -> int:
@@ -138,7 +145,13 @@ class Server:
         self._stop.set()
 
     async def shutdown(self) -> DrainReport | None:
-        """Stops gracefully and returns the drain report once the server stopped."""
+        """Stops gracefully and returns the drain report once the server stopped.
+
+        A background task that ignores cancellation does not hold this up: it
+        is abandoned at ``drain_timeout`` + 1 s, named in the report, and
+        listed in ``app.background.stragglers`` while it still runs (the
+        trio run cannot return before it does; see ``docs/deploy.md``).
+        """
         self._stop.set()
         await self._stopped.wait()
         inner = find_app(self.app)
@@ -157,6 +170,7 @@ async def _watch_signals(server: Server, cancel_scope: trio.CancelScope) -> None
             else:
                 logger.warning("trioapi: second signal: stopping at once, without a drain")
                 server.forced = True
+                server._stopping_now.set()
                 cancel_scope.cancel("a second shutdown signal")
                 return
 
@@ -208,7 +222,8 @@ async def serve(
         shutdown_trigger: An async function whose return starts the graceful
             sequence, as an alternative to ``Server.shutdown()``.
         handle_signals: Run the graceful sequence on SIGTERM/SIGINT (main
-            thread only); a second signal stops at once.
+            thread only); a second signal stops at once: every background
+            task is cancelled and named, and gets 1 s to unwind.
         task_status: Receives the :class:`Server` once every bind listens.
 
     Returns:
