@@ -1,7 +1,9 @@
 """Development sessions: ``nox`` runs tests, lint and typing, as CI does.
 
 - ``nox -s tests``: the whole pytest suite (end-to-end tests included) with
-  branch coverage;
+  branch coverage; it installs Debian's ``chromium`` for the browser tests of
+  ``/docs`` and ``/redoc`` when it runs as root and the package is missing
+  (they skip without it);
 - ``nox -s lint``: ruff check and ruff format --check;
 - ``nox -s tests-without-pydantic``: the suite in an environment without
   pydantic (the tests that need it skip themselves);
@@ -26,8 +28,24 @@ nox.options.reuse_existing_virtualenvs = True
 COVERAGE_FLOOR = "90"
 
 
+def install_chromium(session: nox.Session) -> None:
+    """Headless Chromium for tests/test_docs_browser.py, a Debian package, when we can."""
+    if shutil.which("chromium") is not None:
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-qq", "chromium", external=True, env=env)
+    else:
+        session.warn(
+            "chromium is not installed: the browser tests of /docs and /redoc will skip "
+            "(Debian/Ubuntu: apt-get install chromium)"
+        )
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
+    install_chromium(session)
     session.install("-e", ".[test]")
     session.run("coverage", "erase")
     session.run("coverage", "run", "--parallel-mode", "-m", "pytest", *session.posargs)
@@ -64,6 +82,7 @@ def typing(session: nox.Session) -> None:
 
 @nox.session
 def e2e(session: nox.Session) -> None:
+    install_chromium(session)
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "e2e", *session.posargs)
 

@@ -104,8 +104,20 @@ def redoc_page(
     redoc_js_url: str = CDN_REDOC_JS,
     redoc_favicon_url: str = FAVICON,
     with_google_fonts: bool = True,
+    images_from_here_only: bool = False,
 ) -> str:
-    """The ReDoc page for the document at ``openapi_url``."""
+    """The ReDoc page for the document at ``openapi_url``.
+
+    ``images_from_here_only`` adds a content security policy that lets the
+    page load images only from its own origin: ReDoc's footer always asks
+    ``cdn.redoc.ly`` for a logo, which an offline page must not do (the
+    browser then blocks it before any request, and ReDoc hides the image).
+    """
+    policy = (
+        """<meta http-equiv="Content-Security-Policy" content="img-src 'self' data:">\n"""
+        if images_from_here_only
+        else ""
+    )
     fonts = (
         '<link href="https://fonts.googleapis.com/css?family=Montserrat:300,400,700|'
         'Roboto:300,400,700" rel="stylesheet">\n'
@@ -119,7 +131,7 @@ def redoc_page(
 <!-- needed for adaptive design -->
 <meta charset="utf-8"/>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-{fonts}<link rel="shortcut icon" href="{redoc_favicon_url}">
+{policy}{fonts}<link rel="shortcut icon" href="{redoc_favicon_url}">
 <!-- ReDoc does not change the page's outer styles -->
 <style>
   body {{

@@ -159,18 +159,19 @@ def add_docs_routes(app: TrioAPI) -> None:
         redoc_files = assets.redoc_assets(app.redoc_url) if bundled else {}
 
         async def redoc(request: Request) -> Any:
-            from ..openapi.docs import get_redoc_html
-
             root = _root_path(app, request)
             urls = {role: root + asset.url for role, asset in redoc_files.items()}
-            return get_redoc_html(
+            page = pages.redoc_page(
                 openapi_url=root + (app.openapi_url or ""),
                 title=f"{app.title} - ReDoc",
                 redoc_js_url=urls.get("js", pages.CDN_REDOC_JS),
                 redoc_favicon_url=urls.get("favicon", pages.FAVICON),
-                # Offline means no web fonts either: ReDoc falls back to system fonts.
+                # Offline means no web fonts either: ReDoc falls back to system
+                # fonts; and no image from elsewhere (ReDoc's footer logo).
                 with_google_fonts=not bundled,
+                images_from_here_only=bundled,
             )
+            return HTMLResponse(page)
 
         _add(app, app.redoc_url, redoc)
         for asset in redoc_files.values():
