@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import attrs
 
@@ -88,11 +88,28 @@ def _raising(shape: Shaper) -> Shaper:
     return run
 
 
-def _native_shaper(where: str, model: Any, options: pydantic_engine.SerializeOptions) -> Shaper:
+def _declares_fields(tp: Any, _depth: int = 0) -> bool:
+    """``tp`` is or holds a class with declared fields (what a response model filters)."""
+    if _depth > 20:
+        return False
+    if isinstance(tp, type) and (
+        attrs.has(tp) or dataclasses.is_dataclass(tp) or pydantic_engine.is_pydantic_model(tp)
+    ):
+        return True
+    return any(_declares_fields(arg, _depth + 1) for arg in get_args(tp) if arg is not Ellipsis)
+
+
+def _native_shaper(
+    where: str, model: Any, options: pydantic_engine.SerializeOptions
+) -> Shaper | None:
     _, optional = strip_optional(model)
     try:
         hook = body_converter.get_structure_hook(model)
     except Exception as error:
+        if not _declares_fields(model):
+            # dict[str, str | int] and the like: nothing to filter, and cattrs
+            # (without pydantic) has no hook for a union of plain types.
+            return None
         msg = f"{where}: cannot use {model!r} as the response model: {error}"
         raise RouteDefinitionError(msg) from error
     exclude_none = options.exclude_none
