@@ -35,7 +35,7 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any, get_args, get_origin
 
 import attrs
@@ -111,6 +111,7 @@ class Field:
     container: Any = None  # set/frozenset/tuple: the list of items becomes one
     model_keys: tuple[ModelKey, ...] | None = None  # parameter and form models
     form_models: tuple[Any, ...] = ()  # form parameters read as pydantic models
+    own_names: frozenset[str] = frozenset()  # parameter and form models: their wire names
     aliases: tuple[tuple[str, str], ...] = ()  # (loc name, wire name): AliasChoices
     metadata: tuple[Any, ...] = ()  # the Annotated extras that are not markers (for docs)
     upload: str | None = None  # form fields: "file", "files", "bytes", "bytes_list"
@@ -217,9 +218,7 @@ def call_kind(call: Callable[..., Any]) -> CallKind:
 
 
 def _unwrap(call: Callable[..., Any]) -> Callable[..., Any]:
-    while isinstance(call, functools.partial):
-        call = call.func
-    unwrapped: Callable[..., Any] = inspect.unwrap(call)
+    unwrapped: Callable[..., Any] = inspect.unwrap(_impartial(call))
     return unwrapped
 
 
@@ -628,6 +627,11 @@ def _model_keys(model: Any, source: str, marker: FieldMarker | None) -> tuple[Mo
     return tuple(keys)
 
 
+def _own_names(keys: Iterable[ModelKey]) -> frozenset[str]:
+    """Every wire name a model's fields are read under (is any of them sent?)."""
+    return frozenset(wire for key in keys for _, wire in key.pairs)
+
+
 def _form_models(annotation: Any) -> tuple[Any, ...]:
     """The pydantic models a form parameter is read as: one, one or None, or a union."""
     inner, _ = strip_optional(annotation)
@@ -698,6 +702,9 @@ def _build_field(
                 validate=validate,
                 model_keys=keys,
                 form_models=models,
+                own_names=_own_names(
+                    key for model in models for key in _model_keys(model, source, marker)
+                ),
                 **common,
             )
         # A form value is a string (or several): validate it as a query value is.
@@ -741,7 +748,16 @@ def _build_field(
     if source in ("query", "header", "cookie") and pydantic_engine.is_pydantic_model(inner):
         keys = _model_keys(inner, source, marker)
         validate = _pydantic_validator(where, name, annotation, metadata, marker)
-        return Field(name, source, key, default, validate=validate, model_keys=keys, **common)
+        return Field(
+            name,
+            source,
+            key,
+            default,
+            validate=validate,
+            model_keys=keys,
+            own_names=_own_names(keys),
+            **common,
+        )
 
     item = sequence_item(inner)
     if item is None and get_origin(inner) is tuple and marker is not None:

@@ -65,6 +65,14 @@ class PathTemplate:
         return self.catch_all is None and all(name is None for _, name in self.segments)
 
 
+_CONVERTER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):[a-z]+\}")
+
+
+def path_format(path: str) -> str:
+    """``/files/{name:path}`` as ``/files/{name}``: the template without converters."""
+    return _CONVERTER.sub(r"{\1}", path)
+
+
 def as_lifespan(lifespan: Any) -> Callable[[Any], Any]:
     """A lifespan as FastAPI takes it: ``lifespan(app)`` as an async context manager,
     or an async or sync generator function (made one)."""
@@ -224,7 +232,7 @@ class APIRoute:
     @property
     def path_format(self) -> str:
         """The path template without converters (``/files/{path}``), as FastAPI has it."""
-        return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):[a-z]+\}", r"{\1}", self.path)
+        return path_format(self.path)
 
     def effective_response_model(self) -> Any:
         """``response_model=`` if given, else the endpoint's return annotation (FastAPI's rule)."""
@@ -278,7 +286,8 @@ class APIWebSocketRoute:
 
     @property
     def path_format(self) -> str:
-        return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):[a-z]+\}", r"{\1}", self.path)
+        """The path template without converters, as FastAPI has it."""
+        return path_format(self.path)
 
     def prepare(self, global_dependencies: Sequence[Depends] = ()) -> None:
         """Analyses the endpoint and its dependencies; raises on any mistake."""

@@ -33,7 +33,6 @@ from .params import (
     Special,
     SubDependency,
     analyse,
-    param_aliases,
 )
 from .pydantic_engine import Invalid
 from .requests import Receive, Request, Scope
@@ -429,16 +428,14 @@ def pick_model_items(
     return data
 
 
-def _supplied(field: Field, items: Mapping[str, Any], data: dict[str, Any]) -> bool:
+def _supplied(field: Field, items: Mapping[str, Any], anything_sent: bool) -> bool:
     """An optional model counts as given when one of its own names (or, for a
-    model that takes extras, anything at all) was sent."""
-    assert field.model_keys is not None
-    own = {wire for key in field.model_keys for _, wire in key.pairs}
-    if own.intersection(items):
+    model that takes extras, anything at all) was sent (FastAPI's rule)."""
+    if field.own_names.intersection(items):
         return True
     models = field.form_models or (strip_optional(field.annotation)[0],)
     extra = {getattr(model, "model_config", {}).get("extra") for model in models}
-    return bool(data) and bool(extra & {"allow", "forbid"})
+    return anything_sent and bool(extra & {"allow", "forbid"})
 
 
 def _read_model(
@@ -452,7 +449,7 @@ def _read_model(
     else:
         items = list(source.items())
     data = pick_model_items(field.model_keys, items, form=False)
-    if strip_optional(field.annotation)[1] and not _supplied(field, source, data):
+    if strip_optional(field.annotation)[1] and not _supplied(field, source, bool(data)):
         _missing(field, values, errors, (field.source,))
         return
     before = len(errors)
@@ -783,24 +780,10 @@ async def _read_form_model(
                 grouped[key] = value
         data = grouped
     optional = strip_optional(field.annotation)[1]
-    if optional and not _supplied_form(field, form):
+    if optional and not _supplied(field, form, bool(len(form))):
         _missing(field, values, errors, ("body",))
         return
     _validated(field, data, ("body",), values, errors)
-
-
-def _supplied_form(field: Field, form: Any) -> bool:
-    for model in field.form_models:
-        own = {
-            wire
-            for name, info in model.model_fields.items()
-            for _, wire in param_aliases(name, info.alias, info.validation_alias)
-        }
-        if own.intersection(form):
-            return True
-        if model.model_config.get("extra") in ("allow", "forbid") and len(form):
-            return True
-    return False
 
 
 async def teardown(
