@@ -928,6 +928,9 @@ async def test_add_task_past_the_pending_cap_answers_503_with_retry_after(
         "cancelled": 0,
         "abandoned": 0,
         "skipped": 0,
+        "resumable": 0,
+        "retried": 0,
+        "delegated": 0,
     }
 
 
@@ -992,6 +995,9 @@ async def test_counters_in_flight_and_wait_idle_follow_the_tasks_live(
             "cancelled": 0,
             "abandoned": 0,
             "skipped": 0,
+            "resumable": 0,
+            "retried": 0,
+            "delegated": 0,
         }
         assert [(h.name, h.state, h.age) for h in app.background.in_flight()] == [
             ("three-seconds", TaskState.RUNNING, 2.5),

@@ -684,6 +684,9 @@ async def test_a_task_that_swallows_cancellation_and_keeps_going_is_abandoned_an
             "cancelled": 0,
             "abandoned": 1,
             "skipped": 0,
+            "resumable": 0,
+            "retried": 0,
+            "delegated": 0,
         }
     )
 
@@ -730,6 +733,9 @@ async def test_a_flood_past_the_pending_cap_gets_503_with_retry_after_and_counts
             "cancelled": 0,
             "abandoned": 0,
             "skipped": 0,
+            "resumable": 0,
+            "retried": 0,
+            "delegated": 0,
         }
         gate.set()
         await app.background.wait_idle()

@@ -122,7 +122,19 @@ async def test_the_runtime_closes_at_the_grace_after_the_deadline_and_leaves_the
 
 def report_stats(**counts: int) -> dict[str, int]:
     stats = dict.fromkeys(
-        ("pending", "running", "completed", "failed", "cancelled", "abandoned", "skipped"), 0
+        (
+            "pending",
+            "running",
+            "completed",
+            "failed",
+            "cancelled",
+            "abandoned",
+            "skipped",
+            "resumable",
+            "retried",
+            "delegated",
+        ),
+        0,
     )
     stats.update(counts)
     return stats

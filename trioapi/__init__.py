@@ -7,7 +7,10 @@ machinery lives in private packages, one per layer:
 - ``_http``: the ASGI app and the per-request flow, routing, signature
   analysis, conversion and validation, requests and responses (pure where
   it can be: routing, analysis and conversion do no I/O);
-- ``_runtime``: the background-task runtime, its lifecycle and worker threads;
+- ``_runtime``: the background-task runtime, its lifecycle and worker threads,
+  durable task functions and the codec of their arguments;
+- ``_stores``: where durable tasks live (``stores`` is its public face):
+  the protocol, SQLite, Redis Streams, memory;
 - ``_server``: serving on hypercorn (embedded, from the shell, several
   workers) and the in-memory harness the test client runs on;
 - ``testing``: the trio-native test client; ``status``: HTTP status constants.
@@ -23,6 +26,7 @@ from ._exceptions import MalformedRequestError as MalformedRequestError
 from ._exceptions import RequestValidationError as RequestValidationError
 from ._exceptions import ResponseValidationError as ResponseValidationError
 from ._exceptions import RouteDefinitionError as RouteDefinitionError
+from ._exceptions import TaskStoreError as TaskStoreError
 from ._exceptions import TrioAPIError as TrioAPIError
 from ._exceptions import WebSocketException as WebSocketException
 from ._http.app import TrioAPI as TrioAPI
@@ -58,6 +62,9 @@ from ._runtime.background import RuntimeState as RuntimeState
 from ._runtime.background import TaskHandle as TaskHandle
 from ._runtime.background import TaskOptions as TaskOptions
 from ._runtime.background import TaskState as TaskState
+from ._runtime.durable import CurrentTask as CurrentTask
+from ._runtime.durable import DurableTask as DurableTask
+from ._runtime.durable import current_task as current_task
 from ._server.serve import Server as Server
 from ._server.serve import serve as serve
 

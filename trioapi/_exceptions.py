@@ -190,6 +190,17 @@ class BackgroundTaskTimeout(BackgroundError, TimeoutError):
     """
 
 
+class TaskStoreError(BackgroundError):
+    """The durable task store could not do what was asked: it is down, full or refused.
+
+    Raised while committing a request's durable tasks, it becomes
+    ``503 Service Unavailable``: nothing was stored, the client may retry.
+    """
+
+    status_hint = 503
+    retry_after = 1
+
+
 class RouteDefinitionError(TrioAPIError, TypeError, AssertionError):
     """A path operation or dependency cannot be registered as written.
 

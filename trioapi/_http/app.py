@@ -23,7 +23,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 from urllib.parse import unquote
 
 from .._exceptions import (
@@ -34,10 +34,13 @@ from .._exceptions import (
     RequestValidationError,
     ResponseValidationError,
     RouteDefinitionError,
+    TaskStoreError,
     TrioAPIError,
 )
 from .._runtime.background import UNWIND_GRACE, BackgroundRuntime, RuntimeState, TaskHandle
+from .._runtime.durable import DurableTask
 from .._server.hypercorn import find_config, hypercorn_version, install_guard, sends_whole_bodies
+from .._stores.base import TaskStore
 from ..middleware._stack import INNERMOST, ASGIApp, Middleware, MiddlewareFactory, MiddlewareOptions
 from .datastructures import State
 from .lifespan import handle_lifespan
@@ -82,6 +85,8 @@ logger = logging.getLogger("trioapi")
 error_logger = logging.getLogger("trioapi.error")
 
 E = TypeVar("E", bound=BaseException)
+P = ParamSpec("P")
+R = TypeVar("R")
 ExceptionHandler = Callable[[Request, Any], Any]
 Lifespan = Callable[["TrioAPI"], AbstractAsyncContextManager[Any]]
 
@@ -113,8 +118,10 @@ async def _malformed_handler(request: Request, exc: MalformedRequestError) -> Re
 
 
 async def _unavailable_handler(
-    request: Request, exc: BackgroundCapacityError | BackgroundClosedError
+    request: Request, exc: BackgroundCapacityError | BackgroundClosedError | TaskStoreError
 ) -> Response:
+    if isinstance(exc, TaskStoreError):
+        logger.error("%s %s answered 503: %s", request.method, request.path, exc)
     return JSONResponse(
         {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)}
     )
@@ -169,6 +176,11 @@ class TrioAPI(APIRouter):
             it ``add_task`` fails and the request gets 503 with ``Retry-After``.
         max_running_tasks: Background tasks running at once.
         max_task_threads: Worker threads for sync background tasks.
+        task_store: Where durable tasks (``@app.durable_task``) are kept until
+            done: ``"sqlite:///tasks.db"`` (an embedded journal),
+            ``"redis://host:6379/0"`` (several machines), or a store object
+            from ``trioapi.stores``. ``TRIOAPI_TASK_STORE`` in the
+            environment overrides it. See ``docs/durable.md``.
         lifespan: ``lifespan(app)`` returning an async context manager, entered
             at startup and left at shutdown (after the background drain).
         on_startup, on_shutdown: Hooks (sync or async) run at startup and at
@@ -201,6 +213,7 @@ class TrioAPI(APIRouter):
         max_pending_tasks: int = 10_000,
         max_running_tasks: int = 1_000,
         max_task_threads: int = 40,
+        task_store: TaskStore | str | None = None,
         lifespan: Lifespan | None = None,
         on_startup: Sequence[Callable[[], Any]] | None = None,
         on_shutdown: Sequence[Callable[[], Any]] | None = None,
@@ -290,6 +303,7 @@ class TrioAPI(APIRouter):
             max_pending=max_pending_tasks,
             max_running=max_running_tasks,
             max_threads=max_task_threads,
+            store=task_store,
         )
         self.lifespan_context = lifespan
         self.on_startup: list[Callable[[], Any]] = list(on_startup or ())
@@ -314,6 +328,7 @@ class TrioAPI(APIRouter):
             MalformedRequestError: _malformed_handler,
             BackgroundCapacityError: _unavailable_handler,
             BackgroundClosedError: _unavailable_handler,
+            TaskStoreError: _unavailable_handler,
             TrioAPIError: _framework_error_handler,
             ClientDisconnect: _disconnect_handler,
         }
@@ -325,6 +340,68 @@ class TrioAPI(APIRouter):
     def drain_timeout(self) -> float:
         """Seconds shutdown waits for background tasks (see ``TrioAPI``)."""
         return self.background.drain_timeout
+
+    @overload
+    def durable_task(self, func: Callable[P, R], /) -> DurableTask[P, R]: ...
+
+    @overload
+    def durable_task(
+        self,
+        *,
+        name: str | None = None,
+        retries: int = 3,
+        backoff: float = 1.0,
+        max_backoff: float = 300.0,
+        jitter: float = 0.1,
+        timeout: float | None = None,
+    ) -> Callable[[Callable[P, R]], DurableTask[P, R]]: ...
+
+    def durable_task(  # type: ignore[misc]  # mypy and a ParamSpec only in the result
+        self,
+        func: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retries: int = 3,
+        backoff: float = 1.0,
+        max_backoff: float = 300.0,
+        jitter: float = 0.1,
+        timeout: float | None = None,
+    ) -> DurableTask[P, R] | Callable[[Callable[P, R]], DurableTask[P, R]]:
+        """Makes a function a durable task: ``add_task`` then stores its calls until done.
+
+        Bare (``@app.durable_task``) or with options. The call is committed to
+        the app's ``task_store`` before the response is sent and runs at
+        least once, here or, after a crash, in the next process on the same
+        store; a failure is retried ``retries`` times after
+        ``backoff * 2 ** (failures - 1)`` seconds (plus up to ``jitter`` of
+        that), then dead-lettered. Inside it, :func:`trioapi.current_task`
+        gives its stable id and attempt number.
+
+        Args:
+            name: What it is stored under (default ``module:qualname``); any
+                process that imported the app finds it by this name.
+            retries: Attempts after the first that failures may use.
+            backoff: Seconds before the first retry (doubling after each).
+            max_backoff: The longest wait between attempts.
+            jitter: Up to this fraction of the wait is added at random.
+            timeout: Seconds one attempt may run; past it, it counts as failed.
+        """
+
+        def register(target: Callable[P, R]) -> DurableTask[P, R]:
+            task = DurableTask(
+                target,
+                name=name,
+                retries=retries,
+                backoff=backoff,
+                max_backoff=max_backoff,
+                jitter=jitter,
+                timeout=timeout,
+            )
+            self.background.durable.add(task)
+            return task
+
+        return register if func is None else register(func)
 
     # --- registration -------------------------------------------------------------
 
@@ -597,6 +674,9 @@ class TrioAPI(APIRouter):
                     if replaced is not None:
                         raise replaced
             response = self._to_response(result, route, ctx)
+            if ctx is not None and ctx._background is not None and ctx._background._durable:
+                # Stored before the answer goes out: a 2xx means they will run.
+                await self.background.commit(ctx._background._handles)
         except Exception as exc:
             error = exc
             if ctx is not None:

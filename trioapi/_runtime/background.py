@@ -40,6 +40,17 @@ Each task ends in exactly one terminal state, and the counters move with it:
     PENDING -> RUNNING -> COMPLETED | FAILED | CANCELLED | ABANDONED
     PENDING -> CANCELLED (cancelled before it started) | SKIPPED (endpoint raised)
 
+Durable tasks (``_runtime/durable.py``, ``_stores/``) take the same path with
+three differences. The app *commits* them to the task store before it sends
+the response (``commit``), so they are held by this process from the start.
+A failed attempt with retries left goes back to PENDING, waits out its
+backoff on trio's clock and runs again as a group of its own; out of
+retries it is FAILED and dead-lettered. And the drain, or a stop without
+one, does not cancel them for good: they end RESUMABLE, released back to
+the store, for the next process to run. A *dispatcher* task claims what the
+store holds that nobody runs (tasks of a dead process, released ones,
+retries due) and submits each as a group of one.
+
 A task that raises is logged (logger ``trioapi.background``) and handed to
 the error hooks; its group carries on with the next task. Nothing a task does
 can escape into the lifespan call.
@@ -86,7 +97,11 @@ import functools
 import inspect
 import logging
 import math
+import random
+import time
+import traceback
 import types
+import uuid
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from contextvars import Context
 from typing import Any, Generic, ParamSpec, TypeVar, final
@@ -95,7 +110,15 @@ import attrs
 import outcome
 import trio
 
-from .._exceptions import BackgroundCapacityError, BackgroundClosedError, BackgroundTaskTimeout
+from .._exceptions import (
+    BackgroundCapacityError,
+    BackgroundClosedError,
+    BackgroundTaskTimeout,
+    TaskStoreError,
+)
+from .._stores.base import Owner, TaskRecord, TaskStore
+from . import codec
+from .durable import CurrentTask, DurableRegistry, DurableTask, _current
 from .threads import Job, ThreadPool
 
 logger = logging.getLogger("trioapi.background")
@@ -127,9 +150,21 @@ IDLE_RUNNERS = 64
 # this is still a turn far more often than ``start_soon`` would give.
 GROUPS_PER_TURN = 8
 
+# Durable tasks one claim takes from the store at most: a restart with
+# 100,000 queued starts on the first thousand at once.
+CLAIM_BATCH = 1000
+
+# How long closing the task store (its last acks) may take at shutdown.
+STORE_CLOSE_GRACE = 5.0
+
 
 class TaskState(enum.Enum):
-    """Where a background task is in its life."""
+    """Where a background task is in its life.
+
+    ``RESUMABLE`` and ``DELEGATED`` are durable tasks' own: left in the task
+    store for the next process (cut off by a drain), or committed to a
+    shared store that hands them to whichever process claims them first.
+    """
 
     PENDING = "pending"
     RUNNING = "running"
@@ -138,6 +173,8 @@ class TaskState(enum.Enum):
     CANCELLED = "cancelled"
     ABANDONED = "abandoned"
     SKIPPED = "skipped"
+    RESUMABLE = "resumable"
+    DELEGATED = "delegated"
 
     @property
     def is_final(self) -> bool:
@@ -154,6 +191,22 @@ class RuntimeState(enum.Enum):
     ACCEPTING = "accepting"
     DRAINING = "draining"
     CLOSED = "closed"
+
+
+@attrs.define(eq=False)
+class _Durable:
+    """What a durable task's handle carries besides the in-memory fields."""
+
+    task: DurableTask[Any, Any]
+    id: str
+    payload: str
+    attempt: int = 1
+    failures: int = 0
+    committed: bool = False
+    started: bool = False
+    run_at: float = 0.0
+    wait: trio.CancelScope | None = None
+    by_user: bool = False
 
 
 _FUNC_INFO: dict[Callable[..., Any], tuple[str, bool]] = {}
@@ -211,6 +264,19 @@ class TaskHandle(Generic[T]):
     _job: Job | None = None
     _done: trio.Event | None = None
     _in_thread: bool = False
+    _durable: _Durable | None = None
+
+    @property
+    def task_id(self) -> str | None:
+        """A durable task's stored id (stable across attempts); None for in-memory tasks."""
+        return self._durable.id if self._durable is not None else None
+
+    @property
+    def attempt(self) -> int:
+        """Starts so far (a durable task's retries count; an in-memory task has one)."""
+        if self._durable is not None:
+            return self._durable.attempt
+        return 0 if self.state is TaskState.PENDING and self.started_at is None else 1
 
     @property
     def done(self) -> bool:
@@ -233,6 +299,10 @@ class TaskHandle(Generic[T]):
         if self.state.is_final:
             return
         self.cancel_reason = reason or "cancelled through its handle"
+        if self._durable is not None:
+            self._durable.by_user = True  # forgotten by the store, not resumed
+            if self._durable.wait is not None:
+                self._durable.wait.cancel()
         if self.state is TaskState.PENDING:
             self._runtime._finish(self, TaskState.CANCELLED)
         elif self._scope is not None:
@@ -287,12 +357,13 @@ class BackgroundTasks:
     still run).
     """
 
-    __slots__ = ("_handles", "_request", "_runtime")
+    __slots__ = ("_durable", "_handles", "_request", "_runtime")
 
     def __init__(self, runtime: BackgroundRuntime | None = None, request: str = "") -> None:
         self._runtime = runtime if runtime is not None else BackgroundRuntime()
         self._request = request
         self._handles: list[TaskHandle[Any]] = []
+        self._durable = False  # a durable task was added: commit before the response
 
     def add_task(
         self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
@@ -361,6 +432,8 @@ class BackgroundTasks:
                 )
                 raise RuntimeError(msg) from error
         self._handles.append(handle)
+        if handle._durable is not None:
+            self._durable = True
         return handle
 
     @property
@@ -410,6 +483,9 @@ class DrainReport:
             ``REPORT_NAMES``, 10,000; the counts are always complete).
         deadline_hit: The drain ran into ``drain_timeout``.
         started_at, finished_at: trio clock times of the drain.
+        resumable: Durable tasks the drain cut off (or never started), left
+            in the task store for the next process to run.
+        durable: The app has durable tasks (the text then counts ``resumable``).
     """
 
     completed: int
@@ -422,10 +498,19 @@ class DrainReport:
     deadline_hit: bool
     started_at: float
     finished_at: float
+    resumable: int = 0
+    durable: bool = False
 
     @property
     def total(self) -> int:
-        return self.completed + self.failed + self.cancelled + self.abandoned + self.skipped
+        return (
+            self.completed
+            + self.failed
+            + self.cancelled
+            + self.abandoned
+            + self.skipped
+            + self.resumable
+        )
 
     @property
     def duration(self) -> float:
@@ -437,6 +522,8 @@ class DrainReport:
             f"{self.failed} failed, {self.cancelled} cancelled, {self.abandoned} abandoned, "
             f"{self.skipped} skipped"
         )
+        if self.durable:
+            text += f", {self.resumable} resumable"
         if self.cancelled_tasks:
             text += f"; cancelled: {_names(self.cancelled_tasks, self.cancelled)}"
         if self.abandoned_tasks:
@@ -485,6 +572,12 @@ class BackgroundRuntime:
             it ``add_task`` raises :class:`BackgroundCapacityError` (503).
         max_running: Tasks running at once; further ones wait, pending.
         max_threads: Worker threads for sync tasks.
+        store: Where durable tasks are kept: a :class:`~trioapi.stores.TaskStore`
+            or a URL (``sqlite:///tasks.db``, ``redis://host:6379/0``);
+            ``TRIOAPI_TASK_STORE`` in the environment overrides it. Without
+            one, durable tasks are kept in memory (with a warning).
+        poll_interval: Seconds between looks at the store for tasks nobody
+            runs (released, recovered from a dead process, due retries).
     """
 
     def __init__(
@@ -494,6 +587,8 @@ class BackgroundRuntime:
         max_pending: int = 10_000,
         max_running: int = 1_000,
         max_threads: int = 40,
+        store: TaskStore | str | None = None,
+        poll_interval: float = 0.5,
     ) -> None:
         if not drain_timeout >= 0:
             msg = f"drain_timeout must be >= 0 seconds, not {drain_timeout!r}"
@@ -510,6 +605,21 @@ class BackgroundRuntime:
         self.max_pending = max_pending
         self.max_running = max_running
         self.max_threads = max_threads
+        if not poll_interval > 0:
+            msg = f"poll_interval must be a positive number of seconds, not {poll_interval!r}"
+            raise ValueError(msg)
+        self.poll_interval = poll_interval
+        from .._stores.registry import store_from
+
+        self.store: TaskStore | None = store_from(store)
+        self.durable = DurableRegistry()
+        self.resumable = 0
+        self.retried = 0
+        self.delegated = 0
+        self._active_store: TaskStore | None = None
+        self._owner: Owner | None = None
+        self._rng = random.Random()
+        self._wake_dispatcher: trio.Event | None = None
         self.state = RuntimeState.IDLE
         self.completed = 0
         self.failed = 0
@@ -591,6 +701,7 @@ class BackgroundRuntime:
             await host.opened.wait()
             if not host.done.is_set():
                 self._nursery = host.nursery
+                await self._open_store(host)
                 self.state = RuntimeState.ACCEPTING
                 task_status.started()
                 # Until drain() closed the nursery and its tasks are gone (or
@@ -687,6 +798,7 @@ class BackgroundRuntime:
             self._close_host(host, "the background runtime closed")
             with trio.move_on_after(UNWIND_GRACE):
                 await host.settled.wait()  # at once, unless a task misbehaves
+        await self._close_store()
         host.left = True
         left = [handle.name for handle in host.stuck.values()]
         others = host.tasks - len(host.stuck)
@@ -737,6 +849,7 @@ class BackgroundRuntime:
         self.state = RuntimeState.IDLE
         self.completed = self.failed = self.cancelled = self.abandoned = self.skipped = 0
         self.pending = self.running = 0
+        self.resumable = self.retried = self.delegated = 0
         self.last_report = None
         self._draining = None
         self._drain_begun = trio.Event()
@@ -800,6 +913,9 @@ class BackgroundRuntime:
             "cancelled": self.cancelled,
             "abandoned": self.abandoned,
             "skipped": self.skipped,
+            "resumable": self.resumable,
+            "retried": self.retried,
+            "delegated": self.delegated,
         }
 
     async def wait_idle(self) -> None:
@@ -851,6 +967,8 @@ class BackgroundRuntime:
                 f"max_pending={self.max_pending}); the request gets 503 with Retry-After"
             )
             raise BackgroundCapacityError(msg)
+        if type(func) is DurableTask:
+            return self._admit_durable(func, args, kwargs, name, timeout, request)
         self._next_id += 1
         default_name, is_async = _func_info(func)
         handle: TaskHandle[Any] = TaskHandle(
@@ -873,9 +991,17 @@ class BackgroundRuntime:
         """Starts a request's admitted tasks, in order, as one group.
 
         The one entry point for work: call it only after the response was sent.
+        Durable tasks not yet committed (added during a yield dependency's
+        teardown, or through :meth:`add_task`) are committed first.
         """
         if not handles:
             return
+        if self._active_store is not None and self._nursery is not None:
+            for handle in handles:
+                durable = handle._durable
+                if durable is not None and not durable.committed:
+                    self._spawn(self._commit_then_submit, handles)
+                    return
         if self.state is RuntimeState.CLOSED or self._nursery is None:
             if self.state is RuntimeState.IDLE:
                 msg = "the runtime is not started; run the group inline with run_inline()"
@@ -995,10 +1121,21 @@ class BackgroundRuntime:
         handle._job = None
 
     def discard(self, handles: Sequence[TaskHandle[Any]]) -> None:
-        """Skips admitted tasks that must not run (their endpoint raised)."""
+        """Skips admitted tasks that must not run (their endpoint raised).
+
+        Durable tasks already committed run all the same: their response may
+        have reached the client even though sending it failed.
+        """
+        committed = []
         for handle in handles:
-            if not handle.state.is_final:
+            if handle.state.is_final:
+                continue
+            if handle._durable is not None and handle._durable.committed:
+                committed.append(handle)
+            else:
                 self._finish(handle, TaskState.SKIPPED)
+        if committed:
+            self.submit(committed)
 
     async def run_inline(self, handles: Sequence[TaskHandle[Any]]) -> None:
         """Runs a group in the calling task: the fallback when no lifespan started us."""
@@ -1125,6 +1262,11 @@ class BackgroundRuntime:
         for handle in handles:
             if handle.state is not TaskState.PENDING:
                 continue  # cancelled before its turn
+            durable = handle._durable
+            if durable is not None:
+                if durable.wait is not None:
+                    continue  # a retry waiting out its backoff: it runs as a group of its own
+                token = self._begin_attempt(handle, durable)
             now = trio.current_time()
             handle.state = TaskState.RUNNING
             handle.started_at = now
@@ -1161,6 +1303,8 @@ class BackgroundRuntime:
             finally:
                 if timeout is not None:
                     scope.deadline = math.inf
+                if durable is not None:
+                    _current.reset(token)
             # Was the scope cancelled while the task ran (and the task returned
             # anyway)? Then it cannot be reused. Only handle.cancel() and the
             # drain cancel it, both after setting cancel_reason, or else the
@@ -1291,6 +1435,11 @@ class BackgroundRuntime:
             # It ended already (the drain abandoned it): a late return or
             # failure changes nothing the report said.
             return
+        if handle._durable is not None:
+            final = self._durable_outcome(handle, handle._durable, state)
+            if final is None:
+                return  # it will be retried
+            state = final
         if handle.state is TaskState.RUNNING:
             self.running -= 1
         else:
@@ -1307,6 +1456,10 @@ class BackgroundRuntime:
         elif state is TaskState.CANCELLED:
             self.cancelled += 1
             self._note_name(state, handle.name)
+        elif state is TaskState.RESUMABLE:
+            self.resumable += 1
+        elif state is TaskState.DELEGATED:
+            self.delegated += 1
         elif state is TaskState.ABANDONED:
             self.abandoned += 1
             self._note_name(state, handle.name)
@@ -1332,6 +1485,372 @@ class BackgroundRuntime:
         if not self._live and self._idle is not None:
             self._idle.set()
             self._idle = None
+
+    # --- durable tasks --------------------------------------------------------------
+
+    def _admit_durable(
+        self,
+        task: DurableTask[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None,
+        timeout: float | None,
+        request: str,
+    ) -> TaskHandle[Any]:
+        # The arguments are stored as they will be read back after a crash,
+        # and the task runs with what was read back: the first attempt sees
+        # what a resumed one would, and an argument that does not survive
+        # the trip fails the request, not the task.
+        payload = codec.encode(task.name, args, kwargs)
+        try:
+            args, kwargs = codec.decode(payload)
+        except Exception as error:
+            msg = f"durable task {task.name!r}: its arguments do not read back: {error}"
+            raise TypeError(msg) from error
+        self._register_durable(task)
+        handle = self._admit(
+            task.func, args, kwargs, name or task.name, timeout or task.timeout, request
+        )
+        handle._is_async = task.is_async
+        handle._durable = _Durable(task, uuid.uuid4().hex, payload)
+        return handle
+
+    def _register_durable(self, task: DurableTask[Any, Any]) -> None:
+        if task.name not in self.durable:
+            self.durable.add(task)
+
+    async def commit(self, handles: Sequence[TaskHandle[Any]]) -> None:
+        """Stores the durable tasks among ``handles`` (the request's, before its response).
+
+        A group commit: concurrent requests' tasks share one write. Tasks
+        already committed, and in-memory ones, are left as they are.
+
+        Raises:
+            TaskStoreError: The store could not take them (the request gets
+                503); none of them is stored.
+        """
+        new = [
+            handle
+            for handle in handles
+            if handle._durable is not None
+            and not handle._durable.committed
+            and handle.state is TaskState.PENDING
+        ]
+        if not new:
+            return
+        store = self._active_store
+        if store is None:
+            if not self._warned_inline:
+                logger.warning(
+                    "trioapi: durable tasks need the app's lifespan (which opens the task "
+                    "store): without it they run in memory, like any other task"
+                )
+            return
+        now = time.time()
+        records = [
+            TaskRecord(durable.id, durable.task.name, durable.payload, 1, 0, now)
+            for handle in new
+            if (durable := handle._durable) is not None
+        ]
+        try:
+            await store.commit(records, claimed=store.claims_on_commit)
+        except TaskStoreError:
+            raise
+        except Exception as error:
+            msg = f"the task store {store.url} failed to store {len(records)} task(s): {error!r}"
+            raise TaskStoreError(msg) from error
+        for handle in new:
+            assert handle._durable is not None
+            handle._durable.committed = True
+        if not store.claims_on_commit:
+            # A shared store hands them to whichever process claims first.
+            for handle in new:
+                self._finish(handle, TaskState.DELEGATED)
+            self._poke_dispatcher()
+
+    async def _commit_then_submit(self, handles: Sequence[TaskHandle[Any]]) -> None:
+        try:
+            await self.commit(handles)
+        except TaskStoreError as error:
+            logger.error(  # noqa: TRY400 - the message says it all
+                "durable task(s) %s could not be stored (%s); they run in memory instead, "
+                "and a crash would lose them",
+                ", ".join(handle.name for handle in handles if handle._durable is not None),
+                error,
+            )
+            for handle in handles:
+                handle._durable = None  # not stored: an in-memory task from here on
+        self.submit(handles)
+
+    def _spawn(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        # A task of the runtime's nursery that the host counts, like a runner.
+        assert self._nursery is not None
+        assert self._host is not None
+        host = self._host
+        host.tasks += 1
+
+        async def hosted() -> None:
+            task = trio.lowlevel.current_task()
+            try:
+                await func(*args)
+            finally:
+                self._task_left(host, task)
+
+        self._nursery.start_soon(hosted)
+
+    def _begin_attempt(self, handle: TaskHandle[Any], durable: _Durable) -> contextvars.Token[Any]:
+        if durable.started:
+            durable.attempt += 1
+            self._post(self._active_store, "started", durable.id, durable.attempt)
+        durable.started = True
+        return _current.set(
+            CurrentTask(durable.id, durable.task.name, durable.attempt, durable.failures)
+        )
+
+    def _durable_outcome(
+        self, handle: TaskHandle[Any], durable: _Durable, state: TaskState
+    ) -> TaskState | None:
+        # What a durable task's end means for the store; None: it runs again here.
+        store = self._active_store
+        if not durable.committed or store is None:
+            return state
+        if state is TaskState.COMPLETED:
+            self._post(store, "ack", durable.id)
+        elif state is TaskState.FAILED:
+            error = handle.exception
+            durable.failures += 1
+            task = durable.task
+            text = _describe(error)
+            if durable.failures > task.retries or isinstance(
+                error, KeyboardInterrupt | GeneratorExit
+            ):
+                self._post(store, "dead", durable.id, durable.failures, text, _traceback_of(error))
+                logger.error(
+                    "durable task %r (%s) is dead-lettered after %d attempt(s): %s",
+                    handle.name,
+                    durable.id,
+                    durable.attempt,
+                    text,
+                )
+                return state
+            delay = task.delay(durable.failures, self._rng)
+            self._post(store, "retry", durable.id, durable.failures, time.time() + delay, text)
+            if self.state is not RuntimeState.ACCEPTING or self._nursery is None:
+                self._post(store, "release", [durable.id])
+                return TaskState.RESUMABLE  # the next process retries it
+            self.retried += 1
+            logger.info(
+                "durable task %r (%s) failed on attempt %d; retry %d of %d in %.3g s",
+                handle.name,
+                durable.id,
+                durable.attempt,
+                durable.failures,
+                task.retries,
+                delay,
+            )
+            self._wait_retry(handle, durable, delay)
+            return None
+        elif state is TaskState.CANCELLED:
+            if durable.by_user:
+                self._post(store, "cancel", durable.id)
+            else:
+                self._post(store, "release", [durable.id])
+                return TaskState.RESUMABLE
+        elif state is TaskState.ABANDONED:
+            # Its code may still be running; another process may run it again.
+            self._post(store, "release", [durable.id])
+        return state
+
+    def _wait_retry(self, handle: TaskHandle[Any], durable: _Durable, delay: float) -> None:
+        # Back to PENDING, holding no running place, until the backoff is over.
+        if handle.state is TaskState.RUNNING:
+            self.running -= 1
+            self.pending += 1
+        handle.state = TaskState.PENDING
+        handle._scope = None
+        handle._job = None
+        handle.cancel_reason = None
+        durable.wait = trio.CancelScope(deadline=trio.current_time() + delay)
+        self._spawn(self._retry_after, handle, durable, durable.wait)
+
+    async def _retry_after(
+        self, handle: TaskHandle[Any], durable: _Durable, wait: trio.CancelScope
+    ) -> None:
+        with wait:
+            await trio.sleep_forever()
+        if durable.wait is not wait:
+            return
+        durable.wait = None
+        if handle.state is TaskState.PENDING and self.state is RuntimeState.ACCEPTING:
+            self.submit([handle])
+
+    def _release_waiting(self) -> None:
+        # The drain began: retries waiting out a backoff are the next process's.
+        for handle in list(self._live):
+            durable = handle._durable
+            if durable is not None and durable.wait is not None:
+                durable.wait.cancel()
+                durable.wait = None
+                self._finish(handle, TaskState.CANCELLED)
+
+    def _post(self, store: TaskStore | None, method: str, *args: Any) -> None:
+        # A write the runtime does not wait for. Once the store is closed (a
+        # straggler finishing late) there is nothing to write to: the task
+        # stays in the store as it was, and is run again.
+        if store is None:
+            return
+        try:
+            getattr(store, method)(*args)
+        except Exception:
+            logger.warning(
+                "the task store %s could not record %s for task %s; it will run again",
+                store.url,
+                method,
+                args[0],
+                exc_info=True,
+            )
+
+    def _poke_dispatcher(self) -> None:
+        if self._wake_dispatcher is not None:
+            self._wake_dispatcher.set()
+
+    async def _open_store(self, host: _Host) -> None:
+        store = self.store
+        if store is None:
+            if not len(self.durable):
+                return
+            from .._stores.memory import MemoryStore
+
+            store = MemoryStore()
+            logger.warning(
+                "trioapi: the app has durable tasks but no task_store: they are kept in "
+                "memory, so a crash loses them; give TrioAPI(task_store='sqlite:///tasks.db')"
+            )
+        owner = Owner.this_process(store.lease)
+        await store.open(owner)
+        self._active_store = store
+        self._owner = owner
+        assert host.nursery is not None
+        host.tasks += 1
+        try:
+            await host.nursery.start(self._hosted, host, self._dispatch)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._close_store()
+            raise
+
+    async def _close_store(self) -> None:
+        store, self._active_store = self._active_store, None
+        if store is None:
+            return
+        with trio.move_on_after(STORE_CLOSE_GRACE) as waited:
+            try:
+                await store.close()
+            except Exception:
+                logger.exception(
+                    "closing the task store %s failed: its last acks may be lost, so those "
+                    "tasks run again",
+                    store.url,
+                )
+        if waited.cancelled_caught:
+            logger.warning(
+                "the task store %s did not close within %g s: its last acks may be lost, so "
+                "those tasks run again",
+                store.url,
+                STORE_CLOSE_GRACE,
+            )
+
+    async def _dispatch(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Claims what the store holds that nobody runs, and keeps this process's lease.
+
+        The first pass, before the runtime accepts requests, takes over the
+        tasks of processes that are gone: recovered work goes first.
+        """
+        store = self._active_store
+        assert store is not None
+        renew_every = store.lease / 3
+        next_renew = -math.inf
+        first = True
+        while True:
+            claimed = 0
+            try:
+                now = trio.current_time()
+                if now >= next_renew:
+                    if not first:
+                        await store.renew()
+                    freed = await store.recover()
+                    if freed:
+                        logger.warning(
+                            "took over %d durable task(s) held by a process that is gone", freed
+                        )
+                    next_renew = now + renew_every
+                if self.state is RuntimeState.ACCEPTING or first:
+                    pool = self._pool
+                    room = self.max_pending - self.pending - (pool.queued if pool else 0)
+                    if room > 0:
+                        records = await store.claim(min(room, CLAIM_BATCH))
+                        claimed = len(records)
+                        for record in records:
+                            self._resume(record)
+            except Exception:
+                logger.exception("the task store %s failed; trying again", store.url)
+            if first:
+                first = False
+                task_status.started()
+            if claimed == CLAIM_BATCH:
+                await trio.lowlevel.checkpoint()
+                continue  # more are waiting
+            self._wake_dispatcher = trio.Event()
+            wait = max(0.0, min(self.poll_interval, next_renew - trio.current_time()))
+            with trio.move_on_after(wait):
+                await self._wake_dispatcher.wait()
+
+    def _resume(self, record: TaskRecord) -> None:
+        # A task from the store: run it as a group of its own, when it is due.
+        store = self._active_store
+        try:
+            task = self.durable.find(record.name)
+            args, kwargs = codec.decode(record.payload)
+        except Exception as error:
+            text = _describe(error)
+            self._post(store, "dead", record.id, record.failures + 1, text, _traceback_of(error))
+            logger.error(  # noqa: TRY400 - the message says it all
+                "durable task %r (%s) cannot run in this process and is dead-lettered: %s",
+                record.name,
+                record.id,
+                text,
+            )
+            return
+        self._next_id += 1
+        handle: TaskHandle[Any] = TaskHandle(
+            task.name,
+            "resumed from the task store",
+            task.timeout,
+            task.func,
+            args,
+            kwargs,
+            self,
+            task.is_async,
+            id=self._next_id,
+            created_at=trio.current_time(),
+        )
+        handle._durable = _Durable(
+            task,
+            record.id,
+            record.payload,
+            attempt=record.attempt,
+            failures=record.failures,
+            committed=True,
+        )
+        self.pending += 1
+        self._live[handle] = None
+        delay = record.run_at - time.time()
+        if delay > 0:
+            self._wait_retry(handle, handle._durable, delay)
+        else:
+            self.submit([handle])
 
     # --- drain --------------------------------------------------------------------
 
@@ -1371,6 +1890,7 @@ class BackgroundRuntime:
             timeout,
         )
         deadline_hit = False
+        self._release_waiting()
         with trio.move_on_at(started + timeout):
             await self.wait_idle()
         if self._live:
@@ -1406,6 +1926,8 @@ class BackgroundRuntime:
             deadline_hit=deadline_hit,
             started_at=started,
             finished_at=trio.current_time(),
+            resumable=self.resumable,
+            durable=self._active_store is not None,
         )
         self.last_report = report
         level = logging.WARNING if report.cancelled or report.abandoned else logging.INFO
@@ -1430,7 +1952,25 @@ class BackgroundRuntime:
 
 def _runs_direct(handle: TaskHandle[Any]) -> bool:
     # A sync task without a timeout needs no trio task while it runs.
-    return not handle._is_async and handle.timeout is None and handle.state is TaskState.PENDING
+    return (
+        not handle._is_async
+        and handle.timeout is None
+        and handle.state is TaskState.PENDING
+        and handle._durable is None
+    )
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "failed"
+    text = str(error)
+    return f"{type(error).__qualname__}: {text}" if text else type(error).__qualname__
+
+
+def _traceback_of(error: BaseException | None) -> str:
+    if error is None:
+        return ""
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
 
 
 def _finished(*_: Any, **__: Any) -> None:

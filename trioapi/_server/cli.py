@@ -1,5 +1,9 @@
 """``python -m trioapi module:app``: serve an app with production defaults.
 
+Also ``python -m trioapi worker module:app`` (durable tasks without HTTP,
+``_server/worker.py``) and ``python -m trioapi tasks`` (a task store's
+counts and dead letters, ``_server/tasks_cli.py``).
+
 One worker (the default) runs in this process: SIGTERM or SIGINT start the
 graceful sequence, a second signal stops at once, and the exit code is 0
 after a clean drain. With ``--workers N`` a supervisor (``_server/workers.py``)
@@ -209,6 +213,13 @@ def configure(app: ASGIApp, args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "tasks":
+        from .tasks_cli import main as tasks_main
+
+        return tasks_main(argv[1:])
+    if argv and argv[0] == "worker":
+        return worker_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.workers < 1:
         raise SystemExit("--workers must be at least 1")
@@ -233,6 +244,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         else {"drain_timeout": args.drain_timeout, "body_timeout": args.body_timeout or None}
     )
     return run_workers(args.app, config, args.workers, settings, _log_config(args.log_level))
+
+
+def worker_main(argv: Sequence[str]) -> int:
+    """``python -m trioapi worker MODULE:APP``: run durable tasks without serving HTTP."""
+    parser = argparse.ArgumentParser(
+        prog="python -m trioapi worker",
+        description="Run an app's durable tasks from its task store, without serving HTTP.",
+    )
+    parser.add_argument("app", help="the application, as MODULE:ATTRIBUTE")
+    parser.add_argument("--drain-timeout", type=float, default=None, help="seconds (default 25)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    args = parser.parse_args(argv)
+    app = load_app(args.app)
+    inner = find_app(app)
+    if inner is None:
+        raise SystemExit(f"{args.app} is not a TrioAPI app (nor middleware around one)")
+    if args.drain_timeout is not None:
+        inner.background.drain_timeout = args.drain_timeout
+    logging.config.dictConfig(_log_config(args.log_level))
+    from .worker import LifespanFailed, run_worker
+
+    try:
+        code = trio.run(run_worker, app)
+    except LifespanFailed as error:
+        logger.error("trioapi worker: %s", error)  # noqa: TRY400 - the message says it all
+        return 3
+    stragglers = inner.background.stragglers
+    if stragglers:
+        _exit_now(code or 1)
+    return code
 
 
 async def _serve_here(app: ASGIApp, config: Config) -> Server:

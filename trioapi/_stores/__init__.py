@@ -1,0 +1,1 @@
+"""Task stores: where durable background tasks live between commit and ack."""
