@@ -203,6 +203,7 @@ class _Durable:
     attempt: int = 1
     failures: int = 0
     committed: bool = False
+    committing: bool = False
     started: bool = False
     run_at: float = 0.0
     wait: trio.CancelScope | None = None
@@ -1413,10 +1414,21 @@ class BackgroundRuntime:
             self._finish(handle, TaskState.FAILED)
 
     def _log_failure(self, handle: TaskHandle[Any], error: BaseException) -> None:
-        logger.error(
-            "background task %r failed (%s): %r",
+        durable = handle._durable
+        # A durable task's attempt that will be retried is a WARNING; the
+        # last one, which dead-letters it, an ERROR like any failed task.
+        retried = (
+            durable is not None
+            and durable.committed
+            and durable.failures < durable.task.retries
+            and self.state is RuntimeState.ACCEPTING
+        )
+        logger.log(
+            logging.WARNING if retried else logging.ERROR,
+            "background task %r failed (%s%s): %r",
             handle.name,
             handle.request or "no request",
+            f", attempt {durable.attempt}" if durable is not None else "",
             error,
             exc_info=(type(error), error, error.__traceback__),
         )
@@ -1552,6 +1564,9 @@ class BackgroundRuntime:
             for handle in new
             if (durable := handle._durable) is not None
         ]
+        for handle in new:
+            assert handle._durable is not None
+            handle._durable.committing = True
         try:
             await store.commit(records, claimed=store.claims_on_commit)
         except TaskStoreError:
@@ -1559,6 +1574,10 @@ class BackgroundRuntime:
         except Exception as error:
             msg = f"the task store {store.url} failed to store {len(records)} task(s): {error!r}"
             raise TaskStoreError(msg) from error
+        finally:
+            for handle in new:
+                assert handle._durable is not None
+                handle._durable.committing = False
         for handle in new:
             assert handle._durable is not None
             handle._durable.committed = True
@@ -1612,6 +1631,10 @@ class BackgroundRuntime:
     ) -> TaskState | None:
         # What a durable task's end means for the store; None: it runs again here.
         store = self._active_store
+        if durable.committing and state is TaskState.CANCELLED and not durable.by_user:
+            # Cut off while its commit is under way: once stored, it is the
+            # next process's (closing the store frees what this one holds).
+            return TaskState.RESUMABLE
         if not durable.committed or store is None:
             return state
         if state is TaskState.COMPLETED:

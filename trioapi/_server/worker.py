@@ -58,16 +58,27 @@ async def run_worker(
     async def send(message: MutableMapping[str, Any]) -> None:
         await app_sends.send(dict(message))
 
+    # Shielded: cancelling the worker (from outside) must still let the
+    # app's lifespan answer the shutdown below, so the drain happens.
+    lifespan_scope = trio.CancelScope(shield=True)
+
     async def lifespan() -> None:
-        await app(scope, receive, send)
+        try:
+            with lifespan_scope:
+                await app(scope, receive, send)
+        finally:
+            app_sends.close()  # whoever waits for an answer learns there is none
 
     code = 0
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lifespan)
         await to_app.send({"type": "lifespan.startup"})
-        answer = await from_app.receive()
+        try:
+            answer = await from_app.receive()
+        except trio.EndOfChannel:
+            answer = {"type": "lifespan.startup.failed", "message": "the lifespan call returned"}
         if answer["type"] != "lifespan.startup.complete":
-            nursery.cancel_scope.cancel()
+            lifespan_scope.cancel()
             raise LifespanFailed(answer.get("message") or "the lifespan startup failed")
         store = inner.background._active_store
         logger.info(
@@ -84,15 +95,17 @@ async def run_worker(
                         "trioapi worker: %s received: draining", signal.Signals(number).name
                     )
                     break
-                nursery.start_soon(_stop_at_second_signal, signals, nursery.cancel_scope)
+                watch = trio.CancelScope()
+                nursery.start_soon(_stop_at_second_signal, signals, lifespan_scope, watch)
                 code = await _shut_down(to_app, from_app)
+                watch.cancel()
         else:
             try:
                 await trio.sleep_forever()
             finally:
                 with trio.CancelScope(shield=True):
                     code = await _shut_down(to_app, from_app)
-        nursery.cancel_scope.cancel()
+        lifespan_scope.cancel()
     return code
 
 
@@ -101,19 +114,25 @@ async def _shut_down(
     from_app: trio.MemoryReceiveChannel[dict[str, Any]],
 ) -> int:
     await to_app.send({"type": "lifespan.shutdown"})
-    answer = await from_app.receive()
+    try:
+        answer = await from_app.receive()
+    except (trio.EndOfChannel, trio.ClosedResourceError):
+        return 1  # stopped without a drain (a second signal)
     if answer["type"] != "lifespan.shutdown.complete":
         logger.error("trioapi worker: the lifespan shutdown failed: %s", answer.get("message"))
         return 1
     return 0
 
 
-async def _stop_at_second_signal(signals: Any, scope: trio.CancelScope) -> None:
-    async for number in signals:
-        logger.warning(
-            "trioapi worker: %s received again: stopping at once, without a drain "
-            "(durable tasks in progress stay in the store and run again)",
-            signal.Signals(number).name,
-        )
-        scope.cancel()
-        return
+async def _stop_at_second_signal(
+    signals: Any, lifespan: trio.CancelScope, watch: trio.CancelScope
+) -> None:
+    with watch:
+        async for number in signals:
+            logger.warning(
+                "trioapi worker: %s received again: stopping at once, without a drain "
+                "(durable tasks in progress stay in the store and run again)",
+                signal.Signals(number).name,
+            )
+            lifespan.cancel()
+            return

@@ -87,6 +87,9 @@ class Batcher(Generic[C]):
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._stopped = False
+        #: Batches run so far (each one transaction or pipeline): commits
+        #: divided by this is how much group commit saved.
+        self.batches = 0
 
     async def start(self) -> None:
         """Starts the thread and waits until it is connected (raising what connecting raised)."""
@@ -166,6 +169,7 @@ class Batcher(Generic[C]):
                     stop = True
                     ops = [op for op in ops if op is not _STOP]
                 if ops:
+                    self.batches += 1
                     try:
                         self._run_batch(connection, ops)
                     except BaseException as error:  # a bug in run_batch: fail the batch

@@ -77,6 +77,8 @@ class SQLiteStore(TaskStore):
         lease: Seconds without a heartbeat after which another process takes
             this one's tasks over (a dead process on the same host is seen
             at once, by its pid).
+        busy_timeout: Seconds a write waits for another process's write lock
+            before it fails (a request's commit then answers 503).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class SQLiteStore(TaskStore):
         *,
         durability: Durability = "process",
         lease: float = 30.0,
+        busy_timeout: float = 10.0,
     ) -> None:
         if durability not in ("process", "power"):
             msg = f"durability must be 'process' or 'power', not {durability!r}"
@@ -95,6 +98,7 @@ class SQLiteStore(TaskStore):
         self.path = os.fspath(path)
         self.durability: Durability = durability
         self.lease = lease
+        self.busy_timeout = busy_timeout
         self.url = f"sqlite:///{self.path}"
         self._owner: Owner | None = None
         self._batcher: Batcher[sqlite3.Connection] | None = None
@@ -103,7 +107,7 @@ class SQLiteStore(TaskStore):
     def from_url(cls, url: str) -> SQLiteStore:
         """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://:memory:``.
 
-        Options: ``?durability=power``, ``?lease=SECONDS``.
+        Options: ``?durability=power``, ``?lease=SECONDS``, ``?busy_timeout=SECONDS``.
         """
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "sqlite":
@@ -114,21 +118,28 @@ class SQLiteStore(TaskStore):
             msg = f"the SQLite URL {url!r} names no file (write sqlite:///tasks.db)"
             raise ValueError(msg)
         options = dict(urllib.parse.parse_qsl(parts.query))
-        unknown = set(options) - {"durability", "lease"}
+        unknown = set(options) - {"durability", "lease", "busy_timeout"}
         if unknown:
-            msg = f"unknown option(s) in {url!r}: {', '.join(sorted(unknown))} (durability, lease)"
+            known = "durability, lease, busy_timeout"
+            msg = f"unknown option(s) in {url!r}: {', '.join(sorted(unknown))} (known: {known})"
             raise ValueError(msg)
         durability = options.get("durability", "process")
         if durability not in ("process", "power"):
             msg = f"durability must be 'process' or 'power', not {durability!r}"
             raise ValueError(msg)
-        return cls(path, durability=durability, lease=float(options.get("lease", 30.0)))  # type: ignore[arg-type]
+        try:
+            lease = float(options.get("lease", 30.0))
+            busy = float(options.get("busy_timeout", 10.0))
+        except ValueError:
+            msg = f"lease and busy_timeout in {url!r} must be numbers of seconds"
+            raise ValueError(msg) from None
+        return cls(path, durability=durability, lease=lease, busy_timeout=busy)  # type: ignore[arg-type]
 
     # --- the thread ------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA busy_timeout = 10000")
+        connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         if self.path != ":memory:":
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
@@ -261,6 +272,11 @@ class SQLiteStore(TaskStore):
 
     async def flush(self) -> None:
         await self._thread().flush()
+
+    @property
+    def batches(self) -> int:
+        """Transactions run so far by this process (group commit shares them)."""
+        return self._batcher.batches if self._batcher is not None else 0
 
     # --- operations ------------------------------------------------------------------
 
