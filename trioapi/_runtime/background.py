@@ -95,8 +95,10 @@ import contextvars
 import enum
 import functools
 import inspect
+import itertools
 import logging
 import math
+import os
 import random
 import time
 import traceback
@@ -1515,7 +1517,8 @@ class BackgroundRuntime:
         # the trip fails the request, not the task.
         payload = codec.encode(task.name, args, kwargs)
         try:
-            args, kwargs = codec.decode(payload)
+            if codec.TAG in payload:  # plain JSON reads back as it is
+                args, kwargs = codec.decode(payload)
         except Exception as error:
             msg = f"durable task {task.name!r}: its arguments do not read back: {error}"
             raise TypeError(msg) from error
@@ -1524,7 +1527,7 @@ class BackgroundRuntime:
             task.func, args, kwargs, name or task.name, timeout or task.timeout, request
         )
         handle._is_async = task.is_async
-        handle._durable = _Durable(task, uuid.uuid4().hex, payload)
+        handle._durable = _Durable(task, _new_task_id(), payload)
         return handle
 
     def _register_durable(self, task: DurableTask[Any, Any]) -> None:
@@ -1981,6 +1984,25 @@ def _runs_direct(handle: TaskHandle[Any]) -> bool:
         and handle.state is TaskState.PENDING
         and handle._durable is None
     )
+
+
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ids = itertools.count(1)
+
+
+def _new_task_id() -> str:
+    """A task id unique across processes: a random prefix per process, then a counter."""
+    return f"{_ID_PREFIX}{next(_ids):016x}"
+
+
+def _new_id_prefix() -> None:
+    global _ID_PREFIX, _ids
+    _ID_PREFIX = uuid.uuid4().hex[:16]
+    _ids = itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_id_prefix)
 
 
 def _describe(error: BaseException | None) -> str:

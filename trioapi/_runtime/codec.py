@@ -38,6 +38,11 @@ from typing import Any
 import attrs
 
 _PLAIN = (str, int, float, bool, type(None))
+
+#: In every payload that holds a tagged value, and in no other: one that
+#: lacks it is plain JSON, which reads back as it was written.
+TAG = '"$"'
+
 _CLASSES: dict[type, str] = {}
 
 

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any, Literal, final
+
+import trio
 
 from .._exceptions import TaskStoreError
 from ._batcher import Batcher, Op
@@ -62,6 +65,17 @@ CREATE TABLE IF NOT EXISTS trioapi_owners (
 """
 
 Durability = Literal["process", "power"]
+
+
+class _PendingInsert:
+    """The rows of the commits waiting for the thread's next batch."""
+
+    __slots__ = ("error", "rows", "stored")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.stored = trio.Event()
+        self.error: BaseException | None = None
 
 
 @final
@@ -102,6 +116,9 @@ class SQLiteStore(TaskStore):
         self.url = f"sqlite:///{self.path}"
         self._owner: Owner | None = None
         self._batcher: Batcher[sqlite3.Connection] | None = None
+        self._acks: list[str] = []
+        self._pending: _PendingInsert | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -232,7 +249,40 @@ class SQLiteStore(TaskStore):
             )
             for task in tasks
         ]
-        await self._thread().call(_insert, rows)
+        # Rows of every commit made while the thread is busy go into one
+        # executemany in its next batch, and their callers wait on one event:
+        # group commit at the cost of a list append per request. The lock
+        # makes "join the waiting group" and "the thread takes the group"
+        # exclusive, so no row joins a group whose insert already ran.
+        with self._lock:
+            pending = self._pending
+            leader = pending is None
+            if pending is None:
+                pending = self._pending = _PendingInsert()
+            pending.rows.extend(rows)
+        if leader:
+            try:
+                # Shielded: the others wait on this group's outcome, and the
+                # insert runs whether this request is cancelled or not.
+                with trio.CancelScope(shield=True):
+                    await self._thread().call(self._insert_pending, pending)
+            except BaseException as error:
+                pending.error = error
+                raise
+            finally:
+                pending.stored.set()
+        else:
+            await pending.stored.wait()
+            if pending.error is not None:
+                raise pending.error
+
+    def _insert_pending(self, connection: sqlite3.Connection, pending: _PendingInsert) -> None:
+        # On the store's thread, inside the batch's transaction; the batch
+        # commits before the leader (and so the group) hears of it.
+        with self._lock:
+            if self._pending is pending:
+                self._pending = None
+        _insert(connection, pending.rows)
 
     async def claim(self, limit: int) -> list[TaskRecord]:
         assert self._owner is not None
@@ -252,7 +302,18 @@ class SQLiteStore(TaskStore):
         await self._thread().call(_renew, self._owner, time.time())
 
     def ack(self, task_id: str) -> None:
-        self._thread().post(_delete, task_id)
+        # Acks pile up in one list that a single queued operation deletes:
+        # a batch of a thousand acks is one executemany, not a thousand ops.
+        self._acks.append(task_id)
+        if len(self._acks) == 1:
+            self._thread().post(self._delete_acked)
+
+    def _delete_acked(self, connection: sqlite3.Connection) -> None:
+        # On the store's thread. Swapping the list is atomic under the GIL;
+        # an ack appended meanwhile lands in one list or the other, and the
+        # loop thread posts this again for a fresh list.
+        acked, self._acks = self._acks, []
+        connection.executemany("DELETE FROM trioapi_tasks WHERE id = ?", [(i,) for i in acked])
 
     def cancel(self, task_id: str) -> None:
         self._thread().post(_delete, task_id)
