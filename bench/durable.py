@@ -17,7 +17,6 @@ start to the first resumed task running is measured.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -29,9 +28,8 @@ from typing import Any
 import trio
 
 from trioapi import BackgroundRuntime, BackgroundTasks
-from trioapi._runtime import codec
 from trioapi._runtime.durable import DurableTask
-from trioapi.stores import Owner, SQLiteStore, TaskRecord, TaskStore
+from trioapi.stores import SQLiteStore, TaskStore
 
 done = 0
 
@@ -143,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         seeded = Path(directory) / "resume.db"
         subprocess.run([sys.executable, "-c", SEED, str(seeded), str(args.queued)], check=True)
         times = [trio.run(resume, seeded, args.queued)]
-        print(f"restart to first resumed task with {args.queued:,} held by a dead process: "
-              f"{times[0] * 1000:.0f} ms")
+        print(
+            f"restart to first resumed task with {args.queued:,} held by a dead process: "
+            f"{times[0] * 1000:.0f} ms"
+        )
     return 0
 
 

@@ -42,7 +42,9 @@ def _append(line: str) -> None:
 
 
 @app.post("/signup/{email}", status_code=202)
-async def signup(email: str, background_tasks: BackgroundTasks, plan: str = "free") -> dict[str, str]:
+async def signup(
+    email: str, background_tasks: BackgroundTasks, plan: str = "free"
+) -> dict[str, str]:
     background_tasks.add_task(send_welcome, email, plan=plan)
     return {"status": "accepted", "email": email}
 

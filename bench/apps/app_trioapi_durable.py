@@ -13,7 +13,7 @@ from _task import LOG_PATH, write_notification
 
 from trioapi import BackgroundTasks, TrioAPI
 
-_where = os.path.dirname(LOG_PATH) if LOG_PATH != os.devnull else tempfile.gettempdir()
+_where = os.path.dirname(LOG_PATH) if os.devnull != LOG_PATH else tempfile.gettempdir()
 STORE = os.path.join(_where, f"bench-durable-{os.getpid()}.db")
 
 app = TrioAPI(task_store=f"sqlite:///{STORE}")
