@@ -780,3 +780,31 @@ def test_the_environment_overrides_the_apps_task_store(
     monkeypatch.delenv("TRIOAPI_TASK_STORE")
     with pytest.raises(ValueError, match="no task store for 'ftp://x'"):
         TrioAPI(task_store="ftp://x")
+
+
+async def test_a_task_interrupted_again_and_again_is_dead_lettered(tmp_path: pathlib.Path) -> None:
+    # A task whose every start died with its process (ten starts, no failure).
+    store = SQLiteStore(tmp_path / "tasks.db")
+    await store.open(Owner.this_process(store.lease))
+    await store.commit(
+        [TaskRecord("crasher", "jobs.crash", codec.encode("jobs.crash", (), {}))], claimed=False
+    )
+    for _ in range(10):
+        (record,) = await store.claim(1)
+        store.release([record.id])
+    await store.close()
+
+    app = TrioAPI(task_store=store)
+    ran: list[int] = []
+
+    @app.durable_task(name="jobs.crash")
+    def crash() -> None:
+        ran.append(1)
+
+    async with TestClient(app):
+        await app.background.wait_idle()
+        await store.flush()
+        letters = await store.dead_letters()
+    assert ran == []
+    assert [letter.id for letter in letters] == ["crasher"]
+    assert "interrupted 10 times" in letters[0].error

@@ -156,6 +156,11 @@ GROUPS_PER_TURN = 8
 # 100,000 queued starts on the first thousand at once.
 CLAIM_BATCH = 1000
 
+# Starts of one durable task that ended neither in success nor in failure
+# (the process died or was stopped during them) before it is dead-lettered:
+# a task that crashes its process would otherwise crash every restart.
+MAX_INTERRUPTED = 10
+
 # How long closing the task store (its last acks) may take at shutdown.
 STORE_CLOSE_GRACE = 5.0
 
@@ -1839,6 +1844,14 @@ class BackgroundRuntime:
         try:
             task = self.durable.find(record.name)
             args, kwargs = codec.decode(record.payload)
+            interrupted = record.attempt - 1 - record.failures
+            if interrupted >= MAX_INTERRUPTED:
+                msg = (
+                    f"started {record.attempt - 1} times and interrupted {interrupted} times "
+                    "without finishing: the process died (or was stopped) during each of them; "
+                    "dead-lettered so that a task that kills its process cannot do it forever"
+                )
+                raise RuntimeError(msg)
         except Exception as error:
             text = _describe(error)
             self._post(store, "dead", record.id, record.failures + 1, text, _traceback_of(error))
