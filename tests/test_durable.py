@@ -808,3 +808,40 @@ async def test_a_task_interrupted_again_and_again_is_dead_lettered(tmp_path: pat
     assert ran == []
     assert [letter.id for letter in letters] == ["crasher"]
     assert "interrupted 10 times" in letters[0].error
+
+
+async def test_a_store_that_cannot_open_fails_the_startup_with_its_reason(
+    tmp_path: pathlib.Path,
+) -> None:
+    app = TrioAPI(task_store=f"sqlite:///{tmp_path / 'missing' / 'tasks.db'}")
+    with pytest.raises(RuntimeError, match="unable to open database file"):
+        async with TestClient(app):
+            pass
+
+
+BAD_STORE_APP = """
+from trioapi import TrioAPI
+app = TrioAPI(task_store="sqlite:///{path}")
+"""
+
+
+@pytest.mark.parametrize("command", [["worker"], []], ids=["worker", "server"])
+def test_the_cli_exits_3_with_one_line_when_the_store_cannot_open(
+    tmp_path: pathlib.Path, command: list[str]
+) -> None:
+    (tmp_path / "badstore.py").write_text(
+        BAD_STORE_APP.format(path=tmp_path / "missing" / "tasks.db")
+    )
+    bind = [] if command else ["--bind", "127.0.0.1:0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "trioapi", *command, "badstore:app", *bind],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3
+    assert "the background runtime could not start" in done.stderr
+    assert "unable to open database file" in done.stderr
+    assert "Traceback" not in done.stderr

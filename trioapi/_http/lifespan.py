@@ -42,7 +42,17 @@ async def handle_lifespan(app: TrioAPI, scope: Scope, receive: Receive, send: Se
         return
     runtime = app.background
     async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
+        try:
+            await nursery.start(runtime.run)
+        except Exception as error:
+            # The task store could not be opened (a missing directory, Redis
+            # down): the app must not serve requests whose tasks it cannot keep.
+            logger.error(  # noqa: TRY400 - the message is the cause
+                "trioapi: application startup failed: the background runtime could not start: %s",
+                error,
+            )
+            await send({"type": "lifespan.startup.failed", "message": str(error)})
+            return
         try:
             stack = await _start(app, scope, send, nursery)
             if stack is None:

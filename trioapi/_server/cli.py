@@ -231,7 +231,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = configure(app, args)
     logging.config.dictConfig(_log_config(args.log_level))
     if args.workers == 1:
-        server = trio.run(_serve_here, app, config)
+        try:
+            server = trio.run(_serve_here, app, config)
+        except BaseExceptionGroup as group:
+            failed, _ = group.split(_is_startup_failure)
+            if failed is None:
+                raise
+            # The app said why (logged above); hypercorn's traceback adds nothing.
+            logger.error("trioapi: not serving: the application's startup failed")  # noqa: TRY400
+            return 3
         # A forced stop (second signal) dropped tasks without a drain.
         return 1 if server.forced else 0
     # Several processes: each worker imports the app anew and gets these.
@@ -244,6 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else {"drain_timeout": args.drain_timeout, "body_timeout": args.body_timeout or None}
     )
     return run_workers(args.app, config, args.workers, settings, _log_config(args.log_level))
+
+
+def _is_startup_failure(error: BaseException) -> bool:
+    from hypercorn.utils import LifespanFailureError
+
+    return isinstance(error, LifespanFailureError)
 
 
 def worker_main(argv: Sequence[str]) -> int:
@@ -269,8 +283,11 @@ def worker_main(argv: Sequence[str]) -> int:
 
     try:
         code = trio.run(run_worker, app)
-    except LifespanFailed as error:
-        logger.error("trioapi worker: %s", error)  # noqa: TRY400 - the message says it all
+    except BaseExceptionGroup as group:
+        failed, _ = group.split(LifespanFailed)
+        if failed is None:
+            raise
+        logger.error("trioapi worker: not running: the application's startup failed")  # noqa: TRY400
         return 3
     stragglers = inner.background.stragglers
     if stragglers:
