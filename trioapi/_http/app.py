@@ -403,6 +403,45 @@ class TrioAPI(APIRouter):
 
         return register if func is None else register(func)
 
+    def add_metrics_route(
+        self,
+        path: str = "/metrics",
+        *,
+        dependencies: Sequence[Depends] | None = None,
+        include_in_schema: bool = False,
+    ) -> Any:
+        """Serves the background runtime's Prometheus metrics at ``path``.
+
+        Needs ``pip install 'trioapi[prometheus]'``. ``dependencies`` guard the
+        route like any other (an API key, a network check); the metrics are
+        listed in ``docs/observability.md``.
+
+        Returns:
+            The ``PrometheusMetrics`` collecting them (``.registry`` is its
+            prometheus-client registry).
+        """
+        from .._observability.prometheus import PrometheusMetrics
+
+        metrics = getattr(self, "_prometheus", None)
+        if metrics is None:
+            metrics = PrometheusMetrics(self.background)
+            self.background.observe(metrics)
+            self._prometheus = metrics
+
+        async def metrics_endpoint() -> Response:
+            body, content_type = metrics.exposition()
+            return Response(body, media_type=content_type)
+
+        self.add_api_route(
+            path,
+            metrics_endpoint,
+            methods=["GET"],
+            dependencies=dependencies,
+            include_in_schema=include_in_schema,
+            name="metrics",
+        )
+        return metrics
+
     # --- registration -------------------------------------------------------------
 
     def _register(self, route: APIRoute) -> None:

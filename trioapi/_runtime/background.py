@@ -118,6 +118,7 @@ from .._exceptions import (
     BackgroundTaskTimeout,
     TaskStoreError,
 )
+from .._observability.events import TaskObserver
 from .._stores.base import Owner, TaskRecord, TaskStore
 from . import codec
 from .durable import CurrentTask, DurableRegistry, DurableTask, _current
@@ -273,6 +274,7 @@ class TaskHandle(Generic[T]):
     _done: trio.Event | None = None
     _in_thread: bool = False
     _durable: _Durable | None = None
+    _submitted_at: float | None = None
 
     @property
     def task_id(self) -> str | None:
@@ -628,6 +630,7 @@ class BackgroundRuntime:
         self._owner: Owner | None = None
         self._rng = random.Random()
         self._wake_dispatcher: trio.Event | None = None
+        self._observers: list[TaskObserver] = []
         self.state = RuntimeState.IDLE
         self.completed = 0
         self.failed = 0
@@ -905,6 +908,18 @@ class BackgroundRuntime:
         self._hooks.append(hook)
         return hook
 
+    def observe(self, observer: TaskObserver) -> TaskObserver:
+        """Adds an observer of task events (metrics, traces); see ``_observability``."""
+        self._observers.append(observer)
+        return observer
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for observer in self._observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                logger.exception("task observer %r failed on %s", observer, event)
+
     # --- introspection ------------------------------------------------------
 
     def in_flight(self) -> list[TaskHandle[Any]]:
@@ -965,6 +980,8 @@ class BackgroundRuntime:
                 f"cannot add a background task: the app is {self.state.value} for shutdown; "
                 "the request gets 503 so the client can retry on another instance"
             )
+            if self._observers:
+                self._emit("task_rejected", "closed")
             raise BackgroundClosedError(msg)
         pool = self._pool
         waiting = self.pending if pool is None else self.pending + pool.queued
@@ -974,6 +991,8 @@ class BackgroundRuntime:
                 f"({waiting - self.pending} of them sync tasks waiting for a worker thread; "
                 f"max_pending={self.max_pending}); the request gets 503 with Retry-After"
             )
+            if self._observers:
+                self._emit("task_rejected", "capacity")
             raise BackgroundCapacityError(msg)
         if type(func) is DurableTask:
             return self._admit_durable(func, args, kwargs, name, timeout, request)
@@ -1004,6 +1023,11 @@ class BackgroundRuntime:
         """
         if not handles:
             return
+        if self._observers:
+            submitted = trio.current_time()
+            for handle in handles:
+                if handle._submitted_at is None:
+                    handle._submitted_at = submitted
         if self._active_store is not None and self._nursery is not None:
             for handle in handles:
                 durable = handle._durable
@@ -1465,6 +1489,8 @@ class BackgroundRuntime:
             self.pending -= 1
         handle.state = state
         handle.finished_at = trio.current_time()
+        if self._observers:
+            self._observe_end(handle, state)
         handle._scope = None
         if handle._job is not None:
             self._release_job(handle)
@@ -1575,8 +1601,11 @@ class BackgroundRuntime:
         for handle in new:
             assert handle._durable is not None
             handle._durable.committing = True
+        began = trio.current_time()
         try:
             await store.commit(records, claimed=store.claims_on_commit)
+            if self._observers:
+                self._emit("store_committed", len(records), trio.current_time() - began)
         except TaskStoreError:
             raise
         except Exception as error:
@@ -1656,6 +1685,8 @@ class BackgroundRuntime:
                 error, KeyboardInterrupt | GeneratorExit
             ):
                 self._post(store, "dead", durable.id, durable.failures, text, _traceback_of(error))
+                if self._observers:
+                    self._emit("task_dead", handle)
                 logger.error(
                     "durable task %r (%s) is dead-lettered after %d attempt(s): %s",
                     handle.name,
@@ -1679,6 +1710,8 @@ class BackgroundRuntime:
                 task.retries,
                 delay,
             )
+            if self._observers:
+                self._emit("task_retried", handle, delay)
             self._wait_retry(handle, durable, delay)
             return None
         elif state is TaskState.CANCELLED:
@@ -1701,6 +1734,7 @@ class BackgroundRuntime:
         handle._scope = None
         handle._job = None
         handle.cancel_reason = None
+        handle._submitted_at = None  # its wait is counted from the retry's hand-off
         durable.wait = trio.CancelScope(deadline=trio.current_time() + delay)
         self._spawn(self._retry_after, handle, durable, durable.wait)
 
@@ -1740,6 +1774,19 @@ class BackgroundRuntime:
                 args[0],
                 exc_info=True,
             )
+
+    def _observe_end(self, handle: TaskHandle[Any], state: TaskState) -> None:
+        started = handle.started_at
+        finished = handle.finished_at
+        assert finished is not None
+        duration = finished - started if started is not None else None
+        submitted = handle._submitted_at
+        wait = (
+            started - submitted
+            if started is not None and submitted is not None and started >= submitted
+            else None
+        )
+        self._emit("task_finished", handle, state, duration, wait)
 
     def _poke_dispatcher(self) -> None:
         if self._wake_dispatcher is not None:
@@ -1971,6 +2018,8 @@ class BackgroundRuntime:
         self.last_report = report
         level = logging.WARNING if report.cancelled or report.abandoned else logging.INFO
         logger.log(level, "%s", report)
+        if self._observers:
+            self._emit("drain_finished", report)
         if self._nursery is not None and self._host is not None:
             self._close_host(self._host, "the background runtime closed after its drain")
         return report

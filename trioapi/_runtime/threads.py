@@ -185,6 +185,11 @@ class ThreadPool:
         """Jobs waiting for a worker thread (approximate: workers move on meanwhile)."""
         return len(self._queue) - self._dropped
 
+    @property
+    def busy(self) -> int:
+        """Worker threads running a job now (approximate, like ``queued``)."""
+        return len(self._running)
+
     async def dispatch(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:

@@ -1,0 +1,1 @@
+"""What the runtime tells observers: task events, and the exporters that listen."""
