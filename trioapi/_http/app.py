@@ -140,6 +140,16 @@ async def _framework_error_handler(request: Request, exc: TrioAPIError) -> Respo
     return JSONResponse({"detail": str(exc)}, status_code=exc.status_hint)
 
 
+class _TelemetryLayer:
+    """The ASGI layer of ``app.instrument()``: the request's SERVER span."""
+
+    def __init__(self, app: ASGIApp, telemetry: Any) -> None:
+        self._call = telemetry.middleware(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._call(scope, receive, send)
+
+
 def _server_error() -> Response:
     """The answer to an error that is the server's: plain text, and the error goes on.
 
@@ -403,6 +413,30 @@ class TrioAPI(APIRouter):
 
         return register if func is None else register(func)
 
+    def instrument(self, *, tracer_provider: Any = None, meter_provider: Any = None) -> Any:
+        """Turns on OpenTelemetry traces and metrics (``pip install 'trioapi[otel]'``).
+
+        A SERVER span per request, ended at its last byte; a span per
+        background task (CONSUMER spans per attempt for durable tasks, in the
+        trace of the request that committed them); HTTP and task metrics. See
+        ``docs/observability.md``. Call it before the app starts, after
+        adding middleware (its layer goes outermost).
+
+        Args:
+            tracer_provider, meter_provider: The SDK's providers; the global
+                ones by default.
+
+        Returns:
+            The ``Telemetry`` object recording them.
+        """
+        from .._observability.otel import Telemetry
+
+        telemetry = Telemetry(self, tracer_provider, meter_provider)
+        self.add_middleware(_TelemetryLayer, telemetry=telemetry)
+        self.background._tracing = telemetry
+        self.background.observe(telemetry)
+        return telemetry
+
     def add_metrics_route(
         self,
         path: str = "/metrics",
@@ -617,6 +651,7 @@ class TrioAPI(APIRouter):
                 return
         found = self._table.match(method, path, segments)
         if type(found) is Found:
+            scope["route"] = found.route  # as Starlette's router does (tracing reads it)
             await self._run(found.route, found.params, scope, receive, send)
         elif type(found) is MethodNotAllowed:
             headers = {"Allow": ", ".join(found.allowed)}

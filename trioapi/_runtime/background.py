@@ -216,6 +216,7 @@ class _Durable:
     run_at: float = 0.0
     wait: trio.CancelScope | None = None
     by_user: bool = False
+    trace: str | None = None  # W3C traceparent of the span that committed it
 
 
 _FUNC_INFO: dict[Callable[..., Any], tuple[str, bool]] = {}
@@ -275,6 +276,7 @@ class TaskHandle(Generic[T]):
     _in_thread: bool = False
     _durable: _Durable | None = None
     _submitted_at: float | None = None
+    _span: Any = None
 
     @property
     def task_id(self) -> str | None:
@@ -631,6 +633,8 @@ class BackgroundRuntime:
         self._rng = random.Random()
         self._wake_dispatcher: trio.Event | None = None
         self._observers: list[TaskObserver] = []
+        # The app's Telemetry (app.instrument()): spans around each task.
+        self._tracing: Any = None
         self.state = RuntimeState.IDLE
         self.completed = 0
         self.failed = 0
@@ -1080,7 +1084,12 @@ class BackgroundRuntime:
         handle.started_at = trio.current_time()
         self.pending -= 1
         self.running += 1
+        tracing = self._tracing
+        if tracing is not None:
+            traced = tracing.start(handle)  # the job's context is copied with the span
         job = _job_for(handle)
+        if tracing is not None:
+            tracing.detach(traced)
         handle._job = job
         self._pool.start(job, self._direct_done)
 
@@ -1299,6 +1308,9 @@ class BackgroundRuntime:
                 if durable.wait is not None:
                     continue  # a retry waiting out its backoff: it runs as a group of its own
                 token = self._begin_attempt(handle, durable)
+            tracing = self._tracing
+            if tracing is not None:
+                traced = tracing.start(handle)
             now = trio.current_time()
             handle.state = TaskState.RUNNING
             handle.started_at = now
@@ -1337,6 +1349,8 @@ class BackgroundRuntime:
                     scope.deadline = math.inf
                 if durable is not None:
                     _current.reset(token)
+                if tracing is not None:
+                    tracing.detach(traced)
             # Was the scope cancelled while the task ran (and the task returned
             # anyway)? Then it cannot be reused. Only handle.cancel() and the
             # drain cancel it, both after setting cancel_reason, or else the
@@ -1592,6 +1606,8 @@ class BackgroundRuntime:
                     "store): without it they run in memory, like any other task"
                 )
             return
+        if self._tracing is not None:
+            self._tracing.produce(new)
         now = time.time()
         records = [
             TaskRecord(durable.id, durable.task.name, durable.payload, 1, 0, now)
@@ -1929,6 +1945,7 @@ class BackgroundRuntime:
             attempt=record.attempt,
             failures=record.failures,
             committed=True,
+            trace=codec.trace_of(record.payload),
         )
         self.pending += 1
         self._live[handle] = None

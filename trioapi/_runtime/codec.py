@@ -1,6 +1,8 @@
 """How a durable task's arguments are stored: JSON, plus tags for what JSON lacks.
 
-A task's arguments become one JSON document ``{"a": [...], "k": {...}}``.
+A task's arguments become one JSON document ``{"a": [...], "k": {...}}``
+(and ``"t"``, the W3C trace context of the span that committed it, when
+tracing is on).
 Values JSON has (None, bool, int, float, str, lists, dicts with str keys)
 are written as they are; every other supported value is an object with a
 ``"$"`` tag::
@@ -86,12 +88,25 @@ def decode(payload: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
             this process cannot import.
     """
     document = json.loads(payload)
-    if not isinstance(document, dict) or set(document) != {"a", "k"}:
+    if not isinstance(document, dict) or not {"a", "k"} <= set(document) <= {"a", "k", "t"}:
         msg = "not a durable task payload (expected an object with 'a' and 'k')"
         raise ValueError(msg)
     args = tuple(_decode(value) for value in document["a"])
     kwargs = {key: _decode(value) for key, value in document["k"].items()}
     return args, kwargs
+
+
+def with_trace(payload: str, traceparent: str) -> str:
+    """The payload with the trace context of the span that committed it (key ``t``)."""
+    return f"{payload[:-1]},{json.dumps('t')}:{json.dumps(traceparent)}}}"
+
+
+def trace_of(payload: str) -> str | None:
+    """The trace context stored with the payload, if any."""
+    if '"t":' not in payload:
+        return None
+    found = json.loads(payload).get("t")
+    return found if isinstance(found, str) else None
 
 
 def _encode(value: Any, where: str) -> Any:

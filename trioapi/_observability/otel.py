@@ -1,0 +1,292 @@
+"""OpenTelemetry traces and metrics (``pip install 'trioapi[otel]'``; the API only).
+
+``app.instrument()`` turns them on; an app that does not call it imports
+nothing of OpenTelemetry and pays nothing. What is recorded:
+
+- a SERVER span per HTTP request, ``"{method} {route}"`` with the HTTP
+  semantic conventions' attributes, ended when the response's last byte was
+  handed to the server: its duration never includes the background tasks;
+  ``http.server.request.duration`` and ``http.server.active_requests``;
+- a span per background task, ``trioapi.background_task`` with
+  ``code.function.name``: a child of the request's span (so it shows in the
+  request's trace, after it) with a link to it, current while the task runs
+  (the task's own spans are its children); its status is ERROR with
+  ``error.type`` when it fails, and an event says when it was cancelled,
+  abandoned or left in the store;
+- for durable tasks, a PRODUCER span when the request commits them, whose
+  context is stored with the task, and a CONSUMER span per attempt, its
+  child: every attempt, in whatever process and however much later, is in
+  the trace of the request that committed it;
+- task metrics: ``trioapi.background.tasks`` (by task and outcome),
+  ``trioapi.background.task.duration``, ``trioapi.background.task.wait``.
+
+Durations come from trio's clock, so tests under ``MockClock`` get exact values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .events import TaskObserver
+
+if TYPE_CHECKING:
+    from .._http.app import TrioAPI
+    from .._runtime.background import TaskHandle, TaskState
+
+Scope = MutableMapping[str, Any]
+
+# Outcomes that end a task span with an event rather than an error status.
+_EVENTS = {"cancelled": "cancelled", "abandoned": "abandoned", "resumable": "released"}
+
+
+def _api() -> tuple[Any, Any, Any, Any]:
+    try:
+        from opentelemetry import context, metrics, propagate, trace
+    except ImportError:  # pragma: no cover - the extra is installed for the tests
+        msg = "OpenTelemetry needs its API: pip install 'trioapi[otel]'"
+        raise RuntimeError(msg) from None
+    return context, metrics, propagate, trace
+
+
+class Telemetry(TaskObserver):
+    """Spans and instruments for one app; made by ``app.instrument()``."""
+
+    def __init__(
+        self, app: TrioAPI, tracer_provider: Any = None, meter_provider: Any = None
+    ) -> None:
+        from .. import __version__
+
+        self.context, metrics, self.propagate, self.trace = _api()
+        from opentelemetry.trace import Link, SpanKind, StatusCode
+
+        self.Link, self.SpanKind, self.StatusCode = Link, SpanKind, StatusCode
+        self.tracer = self.trace.get_tracer("trioapi", __version__, tracer_provider=tracer_provider)
+        meter = metrics.get_meter("trioapi", __version__, meter_provider=meter_provider)
+        self.request_duration = meter.create_histogram(
+            "http.server.request.duration", unit="s", description="Duration of HTTP requests."
+        )
+        self.active_requests = meter.create_up_down_counter(
+            "http.server.active_requests",
+            unit="{request}",
+            description="HTTP requests being served.",
+        )
+        self.tasks = meter.create_counter(
+            "trioapi.background.tasks",
+            unit="{task}",
+            description="Background tasks that ended, by task name and outcome.",
+        )
+        self.task_duration = meter.create_histogram(
+            "trioapi.background.task.duration", unit="s", description="How long tasks ran."
+        )
+        self.task_wait = meter.create_histogram(
+            "trioapi.background.task.wait",
+            unit="s",
+            description="From the response sent to the task's start.",
+        )
+        self.app = app
+        self._clock: tuple[Any, int] | None = None
+
+    def now(self) -> int:
+        """Nanoseconds since the epoch, read from trio's clock.
+
+        Spans are timed on trio's clock (monotonic, and virtual under
+        ``MockClock``, so tests see exact durations), placed on the wall clock
+        by an offset taken once per trio run.
+        """
+        token = trio.lowlevel.current_trio_token()
+        if self._clock is None or self._clock[0] is not token:
+            self._clock = (token, time.time_ns() - int(trio.current_time() * 1e9))
+        return self._clock[1] + int(trio.current_time() * 1e9)
+
+    # --- requests ------------------------------------------------------------------------
+
+    def middleware(self, app: Any) -> Any:
+        """The ASGI layer that makes the SERVER span; outermost in the stack."""
+        telemetry = self
+
+        async def traced(scope: Scope, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            await telemetry._serve(app, scope, receive, send)
+
+        return traced
+
+    async def _serve(self, app: Any, scope: Scope, receive: Any, send: Any) -> None:
+        headers = {
+            key.decode("latin-1"): value.decode("latin-1")
+            for key, value in scope.get("headers", [])
+        }
+        method = scope.get("method", "GET")
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": scope.get("path", ""),
+            "url.scheme": scope.get("scheme", "http"),
+            "network.protocol.version": scope.get("http_version", "1.1"),
+        }
+        if scope.get("query_string"):
+            attributes["url.query"] = scope["query_string"].decode("latin-1")
+        server = scope.get("server")
+        if server:
+            attributes["server.address"], attributes["server.port"] = server[0], server[1]
+        client = scope.get("client")
+        if client:
+            attributes["client.address"] = client[0]
+        if "user-agent" in headers:
+            attributes["user_agent.original"] = headers["user-agent"]
+        parent = self.propagate.extract(headers)
+        span = self.tracer.start_span(
+            method,
+            context=parent,
+            kind=self.SpanKind.SERVER,
+            attributes=attributes,
+            start_time=self.now(),
+        )
+        token = self.context.attach(self.trace.set_span_in_context(span, parent))
+        active = {"http.request.method": method, "url.scheme": attributes["url.scheme"]}
+        self.active_requests.add(1, active)
+        started = trio.current_time()
+        status: list[int] = []
+        ended = False
+
+        def end(error: BaseException | None = None) -> None:
+            nonlocal ended
+            if ended:
+                return
+            ended = True
+            route = scope.get("route")
+            template = getattr(route, "path", None)
+            metric = {"http.request.method": method, "url.scheme": attributes["url.scheme"]}
+            if template:
+                span.update_name(f"{method} {template}")
+                span.set_attribute("http.route", template)
+                metric["http.route"] = template
+            if status:
+                span.set_attribute("http.response.status_code", status[0])
+                metric["http.response.status_code"] = status[0]
+            if error is not None or (status and status[0] >= 500):
+                kind = type(error).__qualname__ if error is not None else str(status[0])
+                span.set_attribute("error.type", kind)
+                span.set_status(self.StatusCode.ERROR)
+                metric["error.type"] = kind
+            span.end(end_time=self.now())
+            self.active_requests.add(-1, active)
+            self.request_duration.record(trio.current_time() - started, metric)
+
+        async def traced_send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                end()  # the last byte is the server's: the tasks come after
+
+        try:
+            await app(scope, receive, traced_send)
+        except BaseException as error:
+            end(error)
+            raise
+        finally:
+            end()
+            # The tasks handed over after the response saw this span as
+            # current (their parent); from here on nothing of the request runs.
+            self.context.detach(token)
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def start(self, handle: TaskHandle[Any]) -> Any:
+        """Starts the task's span, current until :meth:`detach` (called around its run)."""
+        durable = handle._durable
+        attributes: dict[str, Any] = {"code.function.name": handle.name}
+        kind = self.SpanKind.INTERNAL
+        parent = None  # the current context: the request's, copied at hand-off
+        if durable is not None:
+            kind = self.SpanKind.CONSUMER
+            attributes.update(
+                {
+                    "messaging.system": "trioapi",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": durable.task.name,
+                    "messaging.message.id": durable.id,
+                    "trioapi.task.attempt": durable.attempt,
+                }
+            )
+            if durable.trace is not None:
+                parent = self.propagate.extract({"traceparent": durable.trace})
+        current = self.trace.get_current_span(parent).get_span_context()
+        links = [self.Link(current)] if current.is_valid else []
+        span = self.tracer.start_span(
+            "trioapi.background_task",
+            context=parent,
+            kind=kind,
+            attributes=attributes,
+            links=links,
+            start_time=self.now(),
+        )
+        handle._span = span
+        return self.context.attach(self.trace.set_span_in_context(span, parent))
+
+    def detach(self, token: Any) -> None:
+        self.context.detach(token)
+
+    def produce(self, handles: list[TaskHandle[Any]]) -> None:
+        """PRODUCER spans for durable tasks being committed; their context goes with them."""
+        from .._runtime import codec
+
+        for handle in handles:
+            durable = handle._durable
+            assert durable is not None
+            span = self.tracer.start_span(
+                f"send {durable.task.name}",
+                kind=self.SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "trioapi",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": durable.task.name,
+                    "messaging.message.id": durable.id,
+                },
+                start_time=self.now(),
+            )
+            carrier: dict[str, str] = {}
+            self.propagate.inject(carrier, context=self.trace.set_span_in_context(span))
+            span.end(end_time=self.now())
+            traceparent = carrier.get("traceparent")
+            if traceparent:
+                durable.trace = traceparent
+                durable.payload = codec.with_trace(durable.payload, traceparent)
+
+    def _end(self, handle: TaskHandle[Any], outcome: str, error: BaseException | None) -> None:
+        span = handle._span
+        if span is None:
+            return
+        handle._span = None
+        if error is not None and outcome in ("failed", "retried"):
+            span.set_attribute("error.type", type(error).__qualname__)
+            span.set_status(self.StatusCode.ERROR, str(error))
+            span.record_exception(error)
+        elif outcome in _EVENTS:
+            span.add_event(
+                _EVENTS[outcome], {"reason": handle.cancel_reason or ""}, timestamp=self.now()
+            )
+        span.end(end_time=self.now())
+
+    def task_finished(
+        self,
+        handle: TaskHandle[Any],
+        state: TaskState,
+        duration: float | None,
+        wait: float | None,
+    ) -> None:
+        self._end(handle, state.value, handle.exception)
+        attributes = {"trioapi.task.name": handle.name, "trioapi.task.outcome": state.value}
+        self.tasks.add(1, attributes)
+        if duration is not None:
+            self.task_duration.record(duration, {"trioapi.task.name": handle.name})
+        if wait is not None:
+            self.task_wait.record(wait)
+
+    def task_retried(self, handle: TaskHandle[Any], delay: float) -> None:
+        self._end(handle, "retried", handle.exception)
