@@ -3,7 +3,8 @@
 - ``nox -s tests``: the whole pytest suite (end-to-end tests included) with
   branch coverage; it installs Debian's ``chromium`` for the browser tests of
   ``/docs`` and ``/redoc`` when it runs as root and the package is missing
-  (they skip without it);
+  (they skip without it), and Debian's ``redis-server`` for the tests of
+  the Redis task store the same way;
 - ``nox -s lint``: ruff check and ruff format --check;
 - ``nox -s tests-without-pydantic``: the suite in an environment without
   pydantic (the tests that need it skip themselves);
@@ -43,8 +44,24 @@ def install_chromium(session: nox.Session) -> None:
         )
 
 
+def install_redis_server(session: nox.Session) -> None:
+    """redis-server for tests/test_store_redis.py, a Debian package, when we can."""
+    if shutil.which("redis-server") is not None:
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-qq", "redis-server", external=True, env=env)
+    else:
+        session.warn(
+            "redis-server is not installed: the tests of the Redis task store will skip "
+            "(Debian/Ubuntu: apt-get install redis-server)"
+        )
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
+    install_redis_server(session)
     install_chromium(session)
     session.install("-e", ".[test]")
     session.run("coverage", "erase")
@@ -57,7 +74,10 @@ def tests(session: nox.Session) -> None:
 def tests_without_pydantic(session: nox.Session) -> None:
     # pydantic is an extra: an app without it must work, and import trioapi
     # must not need it. The tests that need pydantic skip themselves here.
-    session.install("-e", ".[testing]", "pytest>=8.4", "pytest-trio>=0.8", "hypothesis>=6.100")
+    install_redis_server(session)
+    session.install(
+        "-e", ".[testing,redis]", "pytest>=8.4", "pytest-trio>=0.8", "hypothesis>=6.100"
+    )
     session.run(
         "python",
         "-c",

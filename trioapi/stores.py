@@ -9,7 +9,7 @@ protocol a backend implements; see ``docs/durable.md``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._stores.base import DeadLetter as DeadLetter
 from ._stores.base import Owner as Owner
@@ -19,13 +19,16 @@ from ._stores.memory import MemoryStore as MemoryStore
 from ._stores.registry import open_url as open_url
 from ._stores.sqlite import SQLiteStore as SQLiteStore
 
+if TYPE_CHECKING:
+    from ._stores.redis import RedisStore as RedisStore
+
 
 def __getattr__(name: str) -> Any:
     # RedisStore's module is light, but keep the import lazy all the same.
     if name == "RedisStore":
-        from ._stores import redis  # type: ignore[attr-defined,unused-ignore]
+        from ._stores.redis import RedisStore
 
-        return redis.RedisStore
+        return RedisStore
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)
 
@@ -34,6 +37,7 @@ __all__ = [
     "DeadLetter",
     "MemoryStore",
     "Owner",
+    "RedisStore",
     "SQLiteStore",
     "TaskRecord",
     "TaskStore",

@@ -186,7 +186,11 @@ class TaskStore(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Flushes posted writes, unregisters the owner, disconnects. Idempotent."""
+        """Flushes posted writes, unregisters the owner, disconnects. Idempotent.
+
+        What the owner still holds is free at once (SQLite) or at the next
+        ``recover`` of any process (Redis, which sees the owner unregistered).
+        """
 
     @abc.abstractmethod
     async def commit(self, tasks: Sequence[TaskRecord], *, claimed: bool) -> None:
@@ -198,11 +202,19 @@ class TaskStore(abc.ABC):
 
     @abc.abstractmethod
     async def claim(self, limit: int) -> list[TaskRecord]:
-        """Takes up to ``limit`` due tasks nobody holds, oldest first; each counts a start."""
+        """Takes up to ``limit`` due tasks nobody holds, oldest first; each counts a start.
+
+        A store may also hand out a task that is not due yet (a retry taken
+        over from a dead process) with its ``run_at``; the runtime waits.
+        """
 
     @abc.abstractmethod
     async def recover(self) -> int:
-        """Frees the tasks of owners that are gone; returns how many were freed."""
+        """Frees (or takes over) the tasks of owners that are gone; returns how many.
+
+        SQLite frees them for any process to claim; Redis hands them to this
+        owner, and the next ``claim`` returns them.
+        """
 
     @abc.abstractmethod
     async def renew(self) -> None:

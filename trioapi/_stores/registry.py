@@ -30,10 +30,9 @@ def open_url(url: str) -> TaskStore:
 
         return SQLiteStore.from_url(url)
     if scheme in ("redis", "rediss", "valkey", "valkeys", "unix"):
-        from . import redis  # type: ignore[attr-defined,unused-ignore]
+        from .redis import RedisStore
 
-        store: TaskStore = redis.RedisStore.from_url(url)
-        return store
+        return RedisStore.from_url(url)
     if scheme == "memory":
         from .memory import MemoryStore
 
