@@ -158,6 +158,39 @@ return #redis.call(unpack(claim))
 """
 
 
+# Counts a start of each claimed task and files its failures and run_at
+# (from its hash, else from its entry), in one atomic step for the whole
+# claim: five commands per task from the client cost more than the task.
+# ARGV: the key prefix, now, then (task id, entry id, failures, run_at) per
+# task; returns (starts, failures, run_at) per task, run_at as text.
+_START = """
+local held, free = KEYS[1], KEYS[2]
+local prefix, now = ARGV[1], tonumber(ARGV[2])
+local found = {}
+for i = 3, #ARGV, 4 do
+  local id, entry = ARGV[i], ARGV[i + 1]
+  local meta = prefix .. ':meta:' .. id
+  local stored = redis.call('HMGET', meta, 'failures', 'run_at')
+  local failures = tonumber(stored[1] or ARGV[i + 2]) or 0
+  -- run_at stays text: Lua's tostring would round a float to 14 digits.
+  local run_at_text = stored[2] or ARGV[i + 3]
+  local run_at = tonumber(run_at_text) or 0
+  local starts = redis.call('HINCRBY', meta, 'starts', 1)
+  redis.call('HSET', meta, 'entry', entry, 'failures', failures, 'run_at', run_at_text)
+  if run_at > now then
+    redis.call('SMOVE', free, held, id)
+  else
+    redis.call('SREM', free, id)
+    redis.call('SREM', held, id)
+  end
+  found[#found + 1] = starts
+  found[#found + 1] = failures
+  found[#found + 1] = run_at_text
+end
+return found
+"""
+
+
 @final
 @attrs.frozen
 class _Keys:
@@ -213,6 +246,7 @@ class _Link:
     client: redis.Redis
     take_over: redis.commands.core.Script
     renew: redis.commands.core.Script
+    start: redis.commands.core.Script
     #: The client's base exception (the module is imported only by open()).
     error: type[Exception]
 
@@ -271,6 +305,7 @@ class RedisStore(TaskStore):
         # Trio-thread state: what this process holds (task id → entry), what
         # recover took over and claim has not handed out yet, XAUTOCLAIM's cursor.
         self._held: dict[str, _Held] = {}
+        self._forgets: list[tuple[str, str]] = []  # acks waiting for the thread
         self._recovered: list[_Entry] = []
         self._cursor = "0-0"
 
@@ -328,6 +363,7 @@ class RedisStore(TaskStore):
                 client,
                 client.register_script(_TAKE_OVER),
                 client.register_script(_RENEW),
+                client.register_script(_START),
                 module.RedisError,
             )
         except BaseException:
@@ -529,8 +565,13 @@ class RedisStore(TaskStore):
         held = self._held.pop(task_id, None)
         if held is None:
             thread.post(_by_id, self._keys, task_id, _write_forget, ())
-        else:
-            thread.post(_write_forget, self._keys, task_id, held)
+            return
+        # Acks pile up in one list that one posted write empties: a batch of
+        # a thousand acks is five commands (XACK, XDEL, DEL, SREM, SREM with
+        # many arguments), not five thousand.
+        self._forgets.append((task_id, held.entry))
+        if len(self._forgets) == 1:
+            thread.post(_write_forget_pending, self._keys, self)
 
     def started(self, task_id: str, attempt: int) -> None:
         thread = self._thread()
@@ -686,6 +727,22 @@ def _write_forget(pipe: redis.client.Pipeline, keys: _Keys, task_id: str, held: 
     pipe.srem(keys.free_retrying, task_id)
 
 
+def _write_forget_pending(pipe: redis.client.Pipeline, keys: _Keys, store: RedisStore) -> None:
+    # On the store's thread. Swapping the list is atomic under the GIL; an ack
+    # appended meanwhile lands in one list or the other, and the loop thread
+    # posts this again for a fresh list.
+    pending, store._forgets = store._forgets, []
+    if not pending:
+        return
+    task_ids = [task_id for task_id, _ in pending]
+    entries = [entry for _, entry in pending]
+    pipe.xack(keys.stream, keys.group, *entries)
+    pipe.xdel(keys.stream, *entries)
+    pipe.delete(*[keys.meta(task_id) for task_id in task_ids])
+    pipe.srem(keys.held_retrying, *task_ids)
+    pipe.srem(keys.free_retrying, *task_ids)
+
+
 def _write_started(pipe: redis.client.Pipeline, keys: _Keys, task_id: str) -> None:
     # Each call is one more start of a task this process holds: an increment,
     # which also counts right when another process took it over meanwhile.
@@ -748,7 +805,15 @@ def _write_release(pipe: redis.client.Pipeline, keys: _Keys, task_id: str, held:
 
 
 _WRITES = frozenset(
-    {_write_commit, _write_forget, _write_started, _write_retry, _write_dead, _write_release}
+    {
+        _write_commit,
+        _write_forget,
+        _write_forget_pending,
+        _write_started,
+        _write_retry,
+        _write_dead,
+        _write_release,
+    }
 )
 
 
@@ -846,36 +911,27 @@ def _claim(
     )
     if not fresh:
         return _Claimed([], cursor)
+    arguments: list[Any] = [keys.prefix, repr(time.time())]
+    for entry, fields in fresh:
+        arguments += [
+            fields["id"],
+            entry,
+            fields.get("failures") or "0",
+            fields.get("run_at") or "0",
+        ]
     try:
-        reads = client.pipeline(transaction=False)
-        for _, fields in fresh:
-            reads.hmget(keys.meta(fields["id"]), ["failures", "run_at"])
-        metas = reads.execute()
-        now = time.time()
-        writes = client.pipeline(transaction=True)
-        found: list[tuple[str, dict[str, str], int, float]] = []
-        counted: list[int] = []  # where each task's HINCRBY is among the results
-        for (entry, fields), (stored_failures, stored_run_at) in zip(fresh, metas, strict=True):
-            task_id = fields["id"]
-            failures = int(stored_failures or fields.get("failures") or 0)
-            run_at = float(stored_run_at or fields.get("run_at") or 0.0)
-            meta = keys.meta(task_id)
-            counted.append(len(writes))
-            writes.hincrby(meta, "starts", 1)
-            writes.hset(
-                meta, mapping={"entry": entry, "failures": failures, "run_at": repr(run_at)}
-            )
-            if run_at > now:
-                writes.smove(keys.free_retrying, keys.held_retrying, task_id)
-            else:
-                writes.srem(keys.free_retrying, task_id)
-                writes.srem(keys.held_retrying, task_id)
-            found.append((entry, fields, failures, run_at))
-        results = writes.execute()
+        started_reply: Any = link.start(
+            keys=[keys.held_retrying, keys.free_retrying], args=arguments
+        )
     except link.error as error:
         # Delivered here but not handed out: the next claim hands them out.
         return _Claimed([], cursor, fresh, error)
-    starts = [results[index] for index in counted]
+    found: list[tuple[str, dict[str, str], int, float]] = []
+    starts: list[int] = []
+    for index, (entry, fields) in enumerate(fresh):
+        started, failures, run_at = started_reply[3 * index : 3 * index + 3]
+        starts.append(int(started))
+        found.append((entry, fields, int(failures), float(run_at)))
     records = [
         (
             TaskRecord(
