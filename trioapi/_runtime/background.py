@@ -123,6 +123,7 @@ from .._stores.base import Owner, TaskRecord, TaskStore
 from . import codec
 from .durable import CurrentTask, DurableRegistry, DurableTask, _current
 from .threads import Job, ThreadPool
+from .watchdog import LoopWatchdog
 
 logger = logging.getLogger("trioapi.background")
 
@@ -590,6 +591,9 @@ class BackgroundRuntime:
             one, durable tasks are kept in memory (with a warning).
         poll_interval: Seconds between looks at the store for tasks nobody
             runs (released, recovered from a dead process, due retries).
+        loop_watchdog: Seconds the event loop may be held (by blocking code in
+            an async task or endpoint) before a WARNING names the code and
+            shows its stack (``_runtime/watchdog.py``); None turns it off.
     """
 
     def __init__(
@@ -601,6 +605,7 @@ class BackgroundRuntime:
         max_threads: int = 40,
         store: TaskStore | str | None = None,
         poll_interval: float = 0.5,
+        loop_watchdog: float | None = 0.5,
     ) -> None:
         if not drain_timeout >= 0:
             msg = f"drain_timeout must be >= 0 seconds, not {drain_timeout!r}"
@@ -621,6 +626,7 @@ class BackgroundRuntime:
             msg = f"poll_interval must be a positive number of seconds, not {poll_interval!r}"
             raise ValueError(msg)
         self.poll_interval = poll_interval
+        self.watchdog = LoopWatchdog(loop_watchdog) if loop_watchdog is not None else None
         from .._stores.registry import store_from
 
         self.store: TaskStore | None = store_from(store)
@@ -752,6 +758,9 @@ class BackgroundRuntime:
             host.tasks += 2
             await nursery.start(self._hosted, host, pool.dispatch)
             await nursery.start(self._hosted, host, pool.watch)
+            if self.watchdog is not None:
+                host.tasks += 1
+                await nursery.start(self._hosted, host, self.watchdog.run)
             host.opened.set()
             # Cancelled by _close_host; the nursery then waits for its tasks,
             # stuck ones included: this system task may outlive run().
