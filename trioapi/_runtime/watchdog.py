@@ -27,6 +27,7 @@ import traceback
 from types import FrameType
 
 import trio
+import trio.testing
 
 logger = logging.getLogger("trioapi.watchdog")
 
