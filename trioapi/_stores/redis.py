@@ -191,6 +191,20 @@ return found
 """
 
 
+# Gives an entry back (see _write_release) if this consumer still holds it.
+_RELEASE = """
+local stream, held, free = KEYS[1], KEYS[2], KEYS[3]
+local group, me, entry, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if #redis.call('XPENDING', stream, group, entry, entry, 1, me) == 0 then return 0 end
+redis.call('XADD', stream, '*', 'id', id, 'name', ARGV[5], 'payload', ARGV[6],
+  'enqueued_at', ARGV[7])
+redis.call('XACK', stream, group, entry)
+redis.call('XDEL', stream, entry)
+redis.call('SMOVE', held, free, id)
+return 1
+"""
+
+
 @final
 @attrs.frozen
 class _Keys:
@@ -596,10 +610,11 @@ class RedisStore(TaskStore):
         thread = self._thread()
         for task_id in task_ids:
             held = self._held.pop(task_id, None)
+            me = self._me().id
             if held is None:
-                thread.post(_by_id, self._keys, task_id, _write_release, ())
+                thread.post(_by_id, self._keys, task_id, _write_release, (me,))
             else:
-                thread.post(_write_release, self._keys, task_id, held)
+                thread.post(_write_release, self._keys, task_id, held, me)
 
     async def flush(self) -> None:
         await self._thread().flush()
@@ -789,19 +804,28 @@ def _write_dead(
     _write_forget(pipe, keys, task_id, held)
 
 
-def _write_release(pipe: redis.client.Pipeline, keys: _Keys, task_id: str, held: _Held) -> None:
+def _write_release(
+    pipe: redis.client.Pipeline, keys: _Keys, task_id: str, held: _Held, me: str
+) -> None:
     # A new entry at the tail (the old one cannot be undelivered); the hash,
-    # with its starts, failures and run_at, stays.
-    copy = {
-        "id": task_id,
-        "name": held.name,
-        "payload": held.payload,
-        "enqueued_at": repr(held.enqueued_at),
-    }
-    pipe.xadd(keys.stream, copy)  # type: ignore[arg-type]
-    pipe.xack(keys.stream, keys.group, held.entry)
-    pipe.xdel(keys.stream, held.entry)
-    pipe.smove(keys.held_retrying, keys.free_retrying, task_id)
+    # with its starts, failures and run_at, stays. Fenced: only while the
+    # entry is still in this consumer's pending list. A process that paused
+    # past its lease must not give back a task another process took over and
+    # runs (XACK does not ask whose the entry is).
+    pipe.eval(
+        _RELEASE,
+        3,
+        keys.stream,
+        keys.held_retrying,
+        keys.free_retrying,
+        keys.group,
+        me,
+        held.entry,
+        task_id,
+        held.name,
+        held.payload,
+        repr(held.enqueued_at),
+    )
 
 
 _WRITES = frozenset(

@@ -20,6 +20,7 @@ heartbeat that ``renew`` writes).
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -33,6 +34,8 @@ import trio
 from .._exceptions import TaskStoreError
 from ._batcher import Batcher, Op
 from .base import DeadLetter, Owner, TaskRecord, TaskStore, owner_is_gone
+
+logger = logging.getLogger("trioapi.background")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS trioapi_tasks (
@@ -318,18 +321,30 @@ class SQLiteStore(TaskStore):
     def cancel(self, task_id: str) -> None:
         self._thread().post(_delete, task_id)
 
+    # Writes about a held task are fenced by the owner: a process that paused
+    # past its lease, and whose tasks another process has taken over, must
+    # not release, retry or dead-letter what that other process now runs.
+
     def started(self, task_id: str, attempt: int) -> None:
-        self._thread().post(_started, task_id, attempt)
+        self._thread().post(_started, self._owner_id(), task_id, attempt)
 
     def retry(self, task_id: str, failures: int, run_at: float, error: str) -> None:
-        self._thread().post(_retry, task_id, failures, run_at, error)
+        self._thread().post(_retry, self._owner_id(), task_id, failures, run_at, error)
 
     def dead(self, task_id: str, failures: int, error: str, traceback: str) -> None:
-        self._thread().post(_dead, task_id, failures, error, traceback, time.time())
+        self._thread().post(
+            _dead, self._owner_id(), task_id, failures, error, traceback, time.time()
+        )
 
     def release(self, task_ids: Sequence[str]) -> None:
         if task_ids:
-            self._thread().post(_release, list(task_ids))
+            self._thread().post(_release, self._owner_id(), list(task_ids))
+
+    def _owner_id(self) -> str:
+        if self._owner is None:
+            msg = "the SQLite task store is not open (the app's lifespan opens it)"
+            raise RuntimeError(msg)
+        return self._owner.id
 
     async def flush(self) -> None:
         await self._thread().flush()
@@ -435,7 +450,14 @@ def _renew(connection: sqlite3.Connection, owner: Owner, now: float) -> None:
     )
     if cursor.rowcount == 0:
         # Another process took this one for dead (a pause longer than the
-        # lease) and freed its tasks; they may run twice. Carry on, registered.
+        # lease) and freed its tasks: those run twice, and this process's
+        # writes about them are ignored (fenced by owner). Carry on, registered.
+        logger.warning(
+            "this process was taken for gone by another one (it paused for longer than "
+            "its lease of %g s): the durable tasks it held were taken over and may run "
+            "twice; a longer lease (?lease=SECONDS) avoids it",
+            owner.lease,
+        )
         _register(connection, owner, now)
 
 
@@ -443,25 +465,32 @@ def _delete(connection: sqlite3.Connection, task_id: str) -> None:
     connection.execute("DELETE FROM trioapi_tasks WHERE id = ?", (task_id,))
 
 
-def _started(connection: sqlite3.Connection, task_id: str, attempt: int) -> None:
+def _started(connection: sqlite3.Connection, owner_id: str, task_id: str, attempt: int) -> None:
     connection.execute(
-        "UPDATE trioapi_tasks SET state = 'running', starts = max(starts, ?) WHERE id = ?",
-        (attempt, task_id),
+        "UPDATE trioapi_tasks SET state = 'running', starts = max(starts, ?)"
+        " WHERE id = ? AND owner = ?",
+        (attempt, task_id, owner_id),
     )
 
 
 def _retry(
-    connection: sqlite3.Connection, task_id: str, failures: int, run_at: float, error: str
+    connection: sqlite3.Connection,
+    owner_id: str,
+    task_id: str,
+    failures: int,
+    run_at: float,
+    error: str,
 ) -> None:
     connection.execute(
         "UPDATE trioapi_tasks SET state = 'retrying', failures = ?, run_at = ?, error = ?"
-        " WHERE id = ?",
-        (failures, run_at, error, task_id),
+        " WHERE id = ? AND owner = ?",
+        (failures, run_at, error, task_id, owner_id),
     )
 
 
 def _dead(
     connection: sqlite3.Connection,
+    owner_id: str,
     task_id: str,
     failures: int,
     error: str,
@@ -470,17 +499,17 @@ def _dead(
 ) -> None:
     connection.execute(
         "UPDATE trioapi_tasks SET state = 'dead', owner = NULL, failures = ?, error = ?,"
-        " traceback = ?, died_at = ? WHERE id = ?",
-        (failures, error, traceback, now, task_id),
+        " traceback = ?, died_at = ? WHERE id = ? AND (owner = ? OR owner IS NULL)",
+        (failures, error, traceback, now, task_id, owner_id),
     )
 
 
-def _release(connection: sqlite3.Connection, task_ids: list[str]) -> None:
+def _release(connection: sqlite3.Connection, owner_id: str, task_ids: list[str]) -> None:
     connection.executemany(
         "UPDATE trioapi_tasks SET owner = NULL,"
         " state = CASE WHEN state = 'retrying' THEN 'retrying' ELSE 'queued' END"
-        " WHERE id = ? AND state != 'dead'",
-        [(task_id,) for task_id in task_ids],
+        " WHERE id = ? AND owner = ?",
+        [(task_id, owner_id) for task_id in task_ids],
     )
 
 
