@@ -39,7 +39,8 @@ from typing import Any
 
 import attrs
 
-_PLAIN = (str, int, float, bool, type(None))
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 #: In every payload that holds a tagged value, and in no other: one that
 #: lacks it is plain JSON, which reads back as it was written.
@@ -63,10 +64,16 @@ def encode(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         TypeError: An argument cannot be stored; the message names it.
     """
     try:
-        document = {
-            "a": [_encode(value, f"argument {index + 1}") for index, value in enumerate(args)],
-            "k": {key: _encode(value, f"argument {key}=") for key, value in kwargs.items()},
-        }
+        if all(type(value) in _PLAIN for value in args) and all(
+            type(value) in _PLAIN for value in kwargs.values()
+        ):
+            # The common case, strings and numbers: nothing to tag or check.
+            document: dict[str, Any] = {"a": args, "k": kwargs}
+        else:
+            document = {
+                "a": [_encode(value, f"argument {index + 1}") for index, value in enumerate(args)],
+                "k": {key: _encode(value, f"argument {key}=") for key, value in kwargs.items()},
+            }
     except _Unstorable as error:
         kind = type(error.value)
         why = f" ({error.why})" if error.why else ""
@@ -77,7 +84,7 @@ def encode(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             "defined at module level (or an id to look the object up by in the task)"
         )
         raise TypeError(msg) from None
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    return _dumps(document)
 
 
 def decode(payload: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
