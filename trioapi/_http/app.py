@@ -476,6 +476,60 @@ class TrioAPI(APIRouter):
         )
         return metrics
 
+    def add_tasks_page(
+        self,
+        path: str = "/tasks",
+        *,
+        dependencies: Sequence[Depends] | None = None,
+        public: bool = False,
+    ) -> Any:
+        """Serves a live page of the background tasks at ``path``.
+
+        It shows the runtime's state and drain report, its counters, the
+        tasks pending and running, the ones that recently failed or were cut
+        off, and for durable tasks the task store's counts and dead letters
+        with a button that queues one again. It is plain HTML with its script
+        inline, reading ``{path}/state.json`` every second; the dead letters'
+        retry route is ``POST {path}/dead/{task_id}/retry``. See
+        ``docs/observability.md``.
+
+        Args:
+            path: Where the page is served.
+            dependencies: Guard all three routes, like any route's: the page
+                shows task names, requests and errors, and can rerun tasks.
+                The page's own requests carry only what a browser sends by
+                itself, so use a guard it satisfies: a session cookie, HTTP
+                Basic, the client's address.
+            public: Serve it without a guard (local development only).
+
+        Returns:
+            The ``TasksPage`` (``trioapi._observability.tasks_page``) that
+            observes the runtime; ``await page.snapshot()`` is ``state.json``.
+
+        Raises:
+            ValueError: Neither ``dependencies`` nor ``public=True`` was given,
+                or ``path`` does not start with ``/``.
+        """
+        if not dependencies and not public:
+            msg = (
+                "the tasks page shows task names, requests and errors and can rerun tasks, "
+                "so it is never public by default: pass dependencies=[Depends(your_auth_check)] "
+                "(or public=True for local development)"
+            )
+            raise ValueError(msg)
+        if not path.startswith("/"):
+            msg = f"the tasks page's path must start with '/', not {path!r}"
+            raise ValueError(msg)
+        from .._observability.tasks_page import TasksPage
+
+        page = getattr(self, "_tasks_page", None)
+        if page is None:
+            page = TasksPage(self.background)
+            self.background.observe(page)
+            self._tasks_page = page
+        page.add_routes(self, path, list(dependencies or ()))
+        return page
+
     # --- registration -------------------------------------------------------------
 
     def _register(self, route: APIRoute) -> None:
