@@ -22,8 +22,7 @@ def hog_the_loop() -> None:
 async def test_a_task_that_blocks_the_loop_is_named_with_its_stack(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = TrioAPI()
-    app.background.watchdog = BackgroundRuntime(loop_watchdog=0.1).watchdog
+    app = TrioAPI(loop_watchdog=0.1)
 
     async def report_rows() -> None:
         hog_the_loop()
@@ -62,6 +61,7 @@ async def test_the_watchdog_stays_off_under_a_mock_clock(
     assert runtime.watchdog._thread_id is None
 
 
-def test_the_threshold_must_be_positive() -> None:
+def test_the_threshold_must_be_positive_and_none_turns_it_off() -> None:
     with pytest.raises(ValueError, match="threshold must be positive"):
-        BackgroundRuntime(loop_watchdog=0)
+        TrioAPI(loop_watchdog=0)
+    assert TrioAPI(loop_watchdog=None).background.watchdog is None

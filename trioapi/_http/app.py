@@ -191,6 +191,9 @@ class TrioAPI(APIRouter):
             ``"redis://host:6379/0"`` (several machines), or a store object
             from ``trioapi.stores``. ``TRIOAPI_TASK_STORE`` in the
             environment overrides it. See ``docs/durable.md``.
+        loop_watchdog: Seconds the event loop may be held by blocking code
+            (``time.sleep`` in an ``async def``) before a WARNING names the
+            code with its stack; None turns the watchdog off.
         lifespan: ``lifespan(app)`` returning an async context manager, entered
             at startup and left at shutdown (after the background drain).
         on_startup, on_shutdown: Hooks (sync or async) run at startup and at
@@ -224,6 +227,7 @@ class TrioAPI(APIRouter):
         max_running_tasks: int = 1_000,
         max_task_threads: int = 40,
         task_store: TaskStore | str | None = None,
+        loop_watchdog: float | None = 0.5,
         lifespan: Lifespan | None = None,
         on_startup: Sequence[Callable[[], Any]] | None = None,
         on_shutdown: Sequence[Callable[[], Any]] | None = None,
@@ -314,6 +318,7 @@ class TrioAPI(APIRouter):
             max_running=max_running_tasks,
             max_threads=max_task_threads,
             store=task_store,
+            loop_watchdog=loop_watchdog,
         )
         self.lifespan_context = lifespan
         self.on_startup: list[Callable[[], Any]] = list(on_startup or ())
