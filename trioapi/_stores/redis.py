@@ -86,6 +86,7 @@ States, as :meth:`RedisStore.counts` reports them
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -320,6 +321,7 @@ class RedisStore(TaskStore):
         # recover took over and claim has not handed out yet, XAUTOCLAIM's cursor.
         self._held: dict[str, _Held] = {}
         self._forgets: list[tuple[str, str]] = []  # acks waiting for the thread
+        self._forgets_lock = threading.Lock()
         self._recovered: list[_Entry] = []
         self._cursor = "0-0"
 
@@ -583,8 +585,10 @@ class RedisStore(TaskStore):
         # Acks pile up in one list that one posted write empties: a batch of
         # a thousand acks is five commands (XACK, XDEL, DEL, SREM, SREM with
         # many arguments), not five thousand.
-        self._forgets.append((task_id, held.entry))
-        if len(self._forgets) == 1:
+        with self._forgets_lock:
+            self._forgets.append((task_id, held.entry))
+            first = len(self._forgets) == 1
+        if first:
             thread.post(_write_forget_pending, self._keys, self)
 
     def started(self, task_id: str, attempt: int) -> None:
@@ -743,10 +747,11 @@ def _write_forget(pipe: redis.client.Pipeline, keys: _Keys, task_id: str, held: 
 
 
 def _write_forget_pending(pipe: redis.client.Pipeline, keys: _Keys, store: RedisStore) -> None:
-    # On the store's thread. Swapping the list is atomic under the GIL; an ack
-    # appended meanwhile lands in one list or the other, and the loop thread
-    # posts this again for a fresh list.
-    pending, store._forgets = store._forgets, []
+    # On the store's thread. The lock makes "append" and "take the list"
+    # exclusive: an ack lands in this list or the next, never in one already
+    # taken; the loop thread posts this again for a fresh list.
+    with store._forgets_lock:
+        pending, store._forgets = store._forgets, []
     if not pending:
         return
     task_ids = [task_id for task_id, _ in pending]

@@ -307,15 +307,18 @@ class SQLiteStore(TaskStore):
     def ack(self, task_id: str) -> None:
         # Acks pile up in one list that a single queued operation deletes:
         # a batch of a thousand acks is one executemany, not a thousand ops.
-        self._acks.append(task_id)
-        if len(self._acks) == 1:
+        with self._lock:
+            self._acks.append(task_id)
+            first = len(self._acks) == 1
+        if first:
             self._thread().post(self._delete_acked)
 
     def _delete_acked(self, connection: sqlite3.Connection) -> None:
-        # On the store's thread. Swapping the list is atomic under the GIL;
-        # an ack appended meanwhile lands in one list or the other, and the
-        # loop thread posts this again for a fresh list.
-        acked, self._acks = self._acks, []
+        # On the store's thread. The lock makes "append" and "take the list"
+        # exclusive: an ack lands in this list or the next, never in one
+        # already taken; the loop thread posts this again for a fresh list.
+        with self._lock:
+            acked, self._acks = self._acks, []
         connection.executemany("DELETE FROM trioapi_tasks WHERE id = ?", [(i,) for i in acked])
 
     def cancel(self, task_id: str) -> None:
