@@ -29,34 +29,31 @@ nox.options.reuse_existing_virtualenvs = True
 COVERAGE_FLOOR = "90"
 
 
-def install_chromium(session: nox.Session) -> None:
-    """Headless Chromium for tests/test_docs_browser.py, a Debian package, when we can."""
-    if shutil.which("chromium") is not None:
+def install_debian_package(session: nox.Session, command: str, package: str, why: str) -> None:
+    """Installs a Debian package the tests use when ``command`` is missing, if we can."""
+    if shutil.which(command) is not None:
         return
     if shutil.which("apt-get") and os.geteuid() == 0:
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         session.run("apt-get", "update", "-qq", external=True, env=env)
-        session.run("apt-get", "install", "-y", "-qq", "chromium", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-qq", package, external=True, env=env)
     else:
         session.warn(
-            "chromium is not installed: the browser tests of /docs and /redoc will skip "
-            "(Debian/Ubuntu: apt-get install chromium)"
+            f"{command} is not installed: {why} will skip "
+            f"(Debian/Ubuntu: apt-get install {package})"
         )
+
+
+def install_chromium(session: nox.Session) -> None:
+    """Headless Chromium for the browser tests (docs pages, the tasks page)."""
+    install_debian_package(session, "chromium", "chromium", "the browser tests")
 
 
 def install_redis_server(session: nox.Session) -> None:
-    """redis-server for tests/test_store_redis.py, a Debian package, when we can."""
-    if shutil.which("redis-server") is not None:
-        return
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        env = {"DEBIAN_FRONTEND": "noninteractive"}
-        session.run("apt-get", "update", "-qq", external=True, env=env)
-        session.run("apt-get", "install", "-y", "-qq", "redis-server", external=True, env=env)
-    else:
-        session.warn(
-            "redis-server is not installed: the tests of the Redis task store will skip "
-            "(Debian/Ubuntu: apt-get install redis-server)"
-        )
+    """redis-server for the tests of the Redis task store."""
+    install_debian_package(
+        session, "redis-server", "redis-server", "the tests of the Redis task store"
+    )
 
 
 @nox.session

@@ -26,3 +26,15 @@ def in_tmp_path(tmp_path: Path) -> Iterator[Path]:
         yield tmp_path
     finally:
         os.chdir(before)
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A real redis-server for the module's tests; they skip when it or redis-py is missing."""
+    from ._redis import redis_server, redis_server_binary
+
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not on PATH (Debian/Ubuntu: apt-get install redis-server)")
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'trioapi[redis]')")
+    with redis_server() as url:
+        yield url

@@ -37,7 +37,6 @@ import attrs
 import pytest
 import trio
 
-from tests._redis import redis_server, redis_server_binary
 from tests.durable_app import HOLD_ENV
 from tests.test_durable_chaos import (
     WAIT,
@@ -52,15 +51,6 @@ from tests.test_durable_chaos import (
 )
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    if redis_server_binary() is None:
-        pytest.skip("redis-server is not on PATH (Debian/Ubuntu: apt-get install redis-server)")
-    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'trioapi[redis]')")
-    with redis_server() as url:
-        yield url
 
 
 MAX_HELD = 100_000

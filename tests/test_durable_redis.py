@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,18 +19,7 @@ import trio
 from trioapi import BackgroundTasks, TaskState, TrioAPI, current_task
 from trioapi.testing import TestClient
 
-from ._redis import redis_server, redis_server_binary
-
 DEADLINE = 30.0  # generous: only a hang reaches it
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    if redis_server_binary() is None:
-        pytest.skip("redis-server is not on PATH (Debian/Ubuntu: apt-get install redis-server)")
-    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'trioapi[redis]')")
-    with redis_server() as url:
-        yield url
 
 
 @pytest.fixture

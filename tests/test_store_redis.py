@@ -32,20 +32,9 @@ from trioapi._stores.base import Owner, TaskRecord, process_start
 from trioapi._stores.redis import RedisStore
 from trioapi._stores.registry import open_url
 
-from ._redis import redis_server, redis_server_binary
-
 # Bounded polling for what a lease makes happen "eventually".
 POLL_EVERY = 0.02
 POLL_TRIES = 500
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    if redis_server_binary() is None:
-        pytest.skip("redis-server is not on PATH (Debian/Ubuntu: apt-get install redis-server)")
-    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'trioapi[redis]')")
-    with redis_server() as url:
-        yield url
 
 
 @pytest.fixture
