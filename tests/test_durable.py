@@ -845,3 +845,45 @@ def test_the_cli_exits_3_with_one_line_when_the_store_cannot_open(
     assert "the background runtime could not start" in done.stderr
     assert "unable to open database file" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@attrs.frozen
+class _Holder:
+    """A module-level home for a durable task that another registry must import."""
+
+
+IMPORTED = TrioAPI().durable_task(len, name="tests.test_durable:IMPORTED")
+
+
+def test_the_registry_finds_tasks_by_name_by_import_and_from_a_script() -> None:
+    from trioapi._runtime.durable import DurableRegistry, DurableTask
+
+    registry = DurableRegistry()
+    script_task = DurableTask(print, name="__main__:send_welcome")
+    registry.add(script_task)
+    # A worker that imported the script as a module finds the script's task.
+    assert registry.find("jobs:send_welcome") is script_task
+    # A name this registry never saw is imported: module:qualname.
+    assert registry.find("tests.test_durable:IMPORTED") is IMPORTED
+    assert "tests.test_durable:IMPORTED" in registry
+    with pytest.raises(LookupError, match="is not a durable task"):
+        registry.find("tests.test_durable:_Holder")
+    with pytest.raises(LookupError, match="importing it failed"):
+        registry.find("no.such.module:task")
+    with pytest.raises(LookupError, match="is the module defining it imported"):
+        registry.find("plain-name")
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        ({"backoff": -1}, "backoff must be >= 0"),
+        ({"max_backoff": -1}, "max_backoff must be >= 0"),
+        ({"timeout": 0}, "timeout must be a positive number"),
+    ],
+)
+def test_durable_task_options_are_checked(options: dict[str, Any], why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        TrioAPI().durable_task(name="x", **options)(print)
+    with pytest.raises(TypeError, match="needs a function"):
+        TrioAPI().durable_task(name="x")(42)  # type: ignore[arg-type]
