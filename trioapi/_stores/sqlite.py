@@ -201,10 +201,15 @@ class SQLiteStore(TaskStore):
         connection.close()
 
     def _thread(self) -> Batcher[sqlite3.Connection]:
+        self._me()
+        assert self._batcher is not None
+        return self._batcher
+
+    def _me(self) -> Owner:
         if self._batcher is None or self._owner is None:
             msg = "the SQLite task store is not open (the app's lifespan opens it)"
             raise RuntimeError(msg)
-        return self._batcher
+        return self._owner
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -237,8 +242,7 @@ class SQLiteStore(TaskStore):
     # --- the runtime's calls -------------------------------------------------------
 
     async def commit(self, tasks: Sequence[TaskRecord], *, claimed: bool) -> None:
-        owner = self._thread() and self._owner
-        assert owner is not None
+        owner = self._me()
         rows = [
             (
                 task.id,
@@ -288,21 +292,18 @@ class SQLiteStore(TaskStore):
         _insert(connection, pending.rows)
 
     async def claim(self, limit: int) -> list[TaskRecord]:
-        assert self._owner is not None
-        rows = await self._thread().call(_claim, self._owner.id, time.time(), limit)
+        rows = await self._thread().call(_claim, self._me().id, time.time(), limit)
         return [
             TaskRecord(id, name, payload, starts, failures, enqueued_at, run_at)
             for _, id, name, payload, starts, failures, enqueued_at, run_at in sorted(rows)
         ]
 
     async def recover(self) -> int:
-        assert self._owner is not None
-        freed: int = await self._thread().call(_recover, self._owner.id)
+        freed: int = await self._thread().call(_recover, self._me().id)
         return freed
 
     async def renew(self) -> None:
-        assert self._owner is not None
-        await self._thread().call(_renew, self._owner, time.time())
+        await self._thread().call(_renew, self._me(), time.time())
 
     def ack(self, task_id: str) -> None:
         # Acks pile up in one list that a single queued operation deletes:
@@ -344,10 +345,7 @@ class SQLiteStore(TaskStore):
             self._thread().post(_release, self._owner_id(), list(task_ids))
 
     def _owner_id(self) -> str:
-        if self._owner is None:
-            msg = "the SQLite task store is not open (the app's lifespan opens it)"
-            raise RuntimeError(msg)
-        return self._owner.id
+        return self._me().id
 
     async def flush(self) -> None:
         await self._thread().flush()
@@ -398,11 +396,16 @@ def _unregister(connection: sqlite3.Connection, owner_id: str) -> None:
     connection.execute("DELETE FROM trioapi_owners WHERE id = ?", (owner_id,))
 
 
+# Frees a held task: nobody's, queued again (a retry keeps its state and run_at).
+_FREE = (
+    "UPDATE trioapi_tasks SET owner = NULL,"
+    " state = CASE WHEN state = 'retrying' THEN 'retrying' ELSE 'queued' END"
+)
+
+
 def _free(connection: sqlite3.Connection, owner_id: str) -> int:
     cursor = connection.execute(
-        "UPDATE trioapi_tasks SET owner = NULL,"
-        " state = CASE WHEN state = 'retrying' THEN 'retrying' ELSE 'queued' END"
-        " WHERE owner = ?",
+        _FREE + " WHERE owner = ?",
         (owner_id,),
     )
     return cursor.rowcount
@@ -440,9 +443,7 @@ def _recover(connection: sqlite3.Connection, owner_id: str) -> int:
             connection.execute("DELETE FROM trioapi_owners WHERE id = ?", (other,))
     # Held by an owner with no row at all (deleted by hand, or an older file).
     cursor = connection.execute(
-        "UPDATE trioapi_tasks SET owner = NULL,"
-        " state = CASE WHEN state = 'retrying' THEN 'retrying' ELSE 'queued' END"
-        " WHERE owner IS NOT NULL AND owner NOT IN (SELECT id FROM trioapi_owners)"
+        _FREE + " WHERE owner IS NOT NULL AND owner NOT IN (SELECT id FROM trioapi_owners)"
     )
     return freed + cursor.rowcount
 
@@ -509,9 +510,7 @@ def _dead(
 
 def _release(connection: sqlite3.Connection, owner_id: str, task_ids: list[str]) -> None:
     connection.executemany(
-        "UPDATE trioapi_tasks SET owner = NULL,"
-        " state = CASE WHEN state = 'retrying' THEN 'retrying' ELSE 'queued' END"
-        " WHERE id = ? AND owner = ?",
+        _FREE + " WHERE id = ? AND owner = ?",
         [(task_id, owner_id) for task_id in task_ids],
     )
 
