@@ -1009,10 +1009,25 @@ class BackgroundRuntime:
             raise BackgroundCapacityError(msg)
         if type(func) is DurableTask:
             return self._admit_durable(func, args, kwargs, name, timeout, request)
-        self._next_id += 1
         default_name, is_async = _func_info(func)
+        return self._new_handle(
+            name or default_name, request, timeout, func, args, kwargs, is_async
+        )
+
+    def _new_handle(
+        self,
+        name: str,
+        request: str,
+        timeout: float | None,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        is_async: bool,
+    ) -> TaskHandle[Any]:
+        # A pending task the runtime now answers for (admitted, or resumed).
+        self._next_id += 1
         handle: TaskHandle[Any] = TaskHandle(
-            name or default_name,
+            name,
             request,
             timeout,
             func,
@@ -1934,18 +1949,14 @@ class BackgroundRuntime:
                 text,
             )
             return
-        self._next_id += 1
-        handle: TaskHandle[Any] = TaskHandle(
+        handle = self._new_handle(
             task.name,
             "resumed from the task store",
             task.timeout,
             task.func,
             args,
             kwargs,
-            self,
             task.is_async,
-            id=self._next_id,
-            created_at=trio.current_time(),
         )
         handle._durable = _Durable(
             task,
@@ -1956,8 +1967,6 @@ class BackgroundRuntime:
             committed=True,
             trace=codec.trace_of(record.payload),
         )
-        self.pending += 1
-        self._live[handle] = None
         delay = record.run_at - time.time()
         if delay > 0:
             self._wait_retry(handle, handle._durable, delay)
