@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,18 +34,14 @@ from typing import Any
 
 import attrs
 import pytest
-import trio
 
 from tests.durable_app import HOLD_ENV
 from tests.test_durable_chaos import (
     WAIT,
     Chaos,
-    Kill,
     Line,
-    Round,
     post,
-    reconcile,
-    run_round,
+    six_kills,
     wait_until,
 )
 
@@ -175,46 +170,20 @@ def test_six_sigkills_under_load_lose_no_accepted_task(chaos: RedisChaos) -> Non
     and is only deleted by the ack). In all, duplicates are at most the
     tasks held at the kills.
     """
-    kills: list[Kill] = []
-    accepted: list[str] = []
-    sent: set[str] = set()
-    for number, kill_after in enumerate(KILL_AFTER):
-        proc = chaos.server()
-        requests = (
-            (f"r{number}-{index}", SLOW_SECONDS if index % SLOW_EVERY == 0 else 0.0)
-            for index in range(PER_ROUND)
-        )
-        load = Round(proc, requests, kill_after)
-        trio.run(run_round, load, CONNECTIONS)
-        assert load.killed_at is not None, f"round {number} ended before its kill: {load.statuses}"
-        assert proc.wait_exit() == -signal.SIGKILL
-        held = chaos.held_by(proc.pid)
-        assert sum(chaos.pending().values()) == len(held), (
+
+    def held(pid: int) -> frozenset[str]:
+        found = chaos.held_by(pid)
+        assert sum(chaos.pending().values()) == len(found), (
             "a consumer other than the killed process's holds tasks",
             chaos.pending(),
         )
-        kills.append(Kill(proc.pid, held))
-        accepted += load.accepted
-        sent |= load.sent
-        print(
-            f"round {number}: {len(load.accepted)} 2xx {dict(load.statuses)}, killed after "
-            f"{load.killed_at}, {len(load.unanswered)} unanswered, {len(held)} held"
-        )
+        return frozenset(found)
 
-    last = chaos.server()
-    chaos.wait_store_empty()
-    assert last.sigterm() == 0, last.stderr[-4000:]
-    assert_nothing_left(chaos)
+    def nothing_left() -> bool:
+        assert_nothing_left(chaos)
+        return True
 
-    result = reconcile(chaos.done(), accepted, sent, kills)
-    # Some kill must have caught tasks in progress, or nothing was taken over.
-    assert result.held > 0
-    assert result.resumed > 0
-    print(
-        f"six kills: {len(accepted)} accepted, 0 lost, {result.tasks} tasks ran, "
-        f"{result.duplicates} duplicate run(s) (as predicted), {result.held} held at the "
-        f"kills in all, {result.resumed} runs of a task taken over"
-    )
+    six_kills(chaos, held=held, nothing_left=nothing_left)
 
 
 # --- 2. two processes, one killed mid-task ---------------------------------------------------
