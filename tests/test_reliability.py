@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -203,16 +203,19 @@ def _upload(port: int, size: int, chunked: bool) -> bytes:
         return bytes(answer)
 
 
-@pytest.mark.e2e
-def test_the_command_line_refuses_a_64_mib_body_with_413_without_growing(
-    tmp_path: Path,
-) -> None:
+@contextlib.contextmanager
+def command_line(tmp_path: Path, *options: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``python -m trioapi tests.load_app:app`` on a free port; SIGTERM and exit 0 after.
+
+    Yields the process and its port; the server's log is ``tmp_path / "stderr.txt"``.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOAPI_")}
     env |= {"PYTHONPATH": str(REPO_ROOT), "LOAD_OUT": str(tmp_path / "out.txt")}
     stderr_path = tmp_path / "stderr.txt"
+    command = [sys.executable, "-m", "trioapi", "tests.load_app:app", "--bind", "127.0.0.1:0"]
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "trioapi", "tests.load_app:app", "--bind", "127.0.0.1:0"],
+            [*command, *options],
             cwd=tmp_path,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -225,7 +228,23 @@ def test_the_command_line_refuses_a_64_mib_body_with_413_without_growing(
             assert process.poll() is None, stderr_path.read_text()
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.02)
-        port = int(match.group(1))
+        yield process, int(match.group(1))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    log = stderr_path.read_text()
+    assert "[ERROR]" not in log, log
+    assert "Traceback" not in log, log
+
+
+@pytest.mark.e2e
+def test_the_command_line_refuses_a_64_mib_body_with_413_without_growing(
+    tmp_path: Path,
+) -> None:
+    with command_line(tmp_path) as (process, port):
         size = 64 * 1024 * 1024
         before = _rss_kib(process.pid)
         declared = _upload(port, size, chunked=False)
@@ -233,12 +252,6 @@ def test_the_command_line_refuses_a_64_mib_body_with_413_without_growing(
         chunked = _upload(port, size, chunked=True)
         after_chunked = _rss_kib(process.pid)
         health = _upload_health(port)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
     print(
         f"RSS {before} KiB; after the declared 64 MiB: +{after_declared - before} KiB; "
         f"after the chunked one: +{after_chunked - before} KiB"
@@ -251,9 +264,44 @@ def test_the_command_line_refuses_a_64_mib_body_with_413_without_growing(
     assert after_declared - before < 4 * 1024
     assert after_chunked - before < 24 * 1024
     assert health.startswith(b"HTTP/1.1 200 ")
-    log = stderr_path.read_text()
-    assert "[ERROR]" not in log, log
-    assert "Traceback" not in log, log
+
+
+def _until_closed(port: int, raw: bytes) -> bytes:
+    """Sends ``raw`` and returns all the server sent until it closed (10 s bound)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while data := sock.recv(65536):
+            answer += data
+        return answer
+
+
+@pytest.mark.e2e
+def test_the_command_line_refuses_smuggling_shapes_and_never_invites_a_refused_upload(
+    tmp_path: Path,
+) -> None:
+    cl_te = (
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    old_te = b"POST /upload HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    expect = (
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 16777217\r\nExpect: 100-continue\r\n\r\n"
+    )
+    with command_line(tmp_path) as (_, port):
+        smuggled = _until_closed(port, cl_te)
+        http10 = _until_closed(port, old_te)
+        refused = _until_closed(port, expect)  # no body sent: the client waits
+        health = _upload_health(port)
+    # Before: 200 for the POST, then 200 for the GET smuggled after it; 200
+    # for chunked HTTP/1.0; "100 Continue", then 413.
+    assert statuses(smuggled) == [400], smuggled
+    assert b"both Content-Length and Transfer-Encoding" in smuggled
+    assert statuses(http10) == [400], http10
+    assert statuses(refused) == [413], refused
+    assert health.startswith(b"HTTP/1.1 200 ")
 
 
 def _upload_health(port: int) -> bytes:
@@ -453,12 +501,27 @@ MALFORMED: list[tuple[str, bytes, list[int]]] = [
         [400],
     ),
     (
-        "Content-Length and chunked",  # RFC 9112: Transfer-Encoding wins
+        # RFC 9112 6.3: ambiguous framing, a smuggling shape; refused, and closed
+        # before the bytes after the chunked end can be read as a request.
+        "Content-Length and chunked, a request smuggled after them",
         b"POST /echo HTTP/1.1\r\n"
         + HOST
         + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\nGET /items/2 HTTP/1.1\r\n" + HOST + b"\r\n",
+        [400],
+    ),
+    (
+        "chunked before Content-Length",
+        b"POST /echo HTTP/1.1\r\n"
+        + HOST
+        + b"Transfer-Encoding: chunked\r\nContent-Length: 30\r\n\r\n"
         b"3\r\nabc\r\n0\r\n\r\n",
-        [200],
+        [400],
+    ),
+    (
+        "chunked on HTTP/1.0",  # RFC 9112 6.1: faulty framing
+        b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        [400],
     ),
     (
         "unknown transfer coding",
@@ -596,6 +659,60 @@ def test_the_malformed_table_covers_every_kind_the_promise_names() -> None:
         "pipelined garbage",
     ):
         assert kind in names, kind
+
+
+# --- 100 Continue: sent when the app reads the body, never before a refusal ---------------
+
+
+def _expecting(target: bytes, length: int) -> bytes:
+    return b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\nExpect: 100-continue\r\n\r\n" % (
+        target,
+        HOST,
+        length,
+    )
+
+
+async def test_a_declared_body_over_the_limit_gets_413_without_an_invitation_to_send_it(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app()  # 64 KiB for the app
+
+    @app.post("/small", max_body_size=100)
+    async def small(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
+
+    async with InMemoryServer(app) as server:
+        over_app = await exchange(server, _expecting(b"/echo", 64 * 1024 + 1), eof=False)
+        over_route = await exchange(server, _expecting(b"/small", 101), eof=False)
+        not_found = await exchange(server, _expecting(b"/nowhere", 10), eof=False)
+        await still_serving(server)
+    # Before, hypercorn sent "100 Continue" as soon as the head arrived.
+    assert statuses(over_app) == [413], over_app
+    assert statuses(over_route) == [413], over_route
+    assert b"(100 bytes)" in over_route
+    assert statuses(not_found) == [404], not_found
+    assert errors(caplog) == []
+
+
+async def test_a_body_the_app_reads_gets_100_continue_first_and_keep_alive_goes_on(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app()
+    async with InMemoryServer(app) as server, await server.connect() as conn:
+        await conn.send_bytes(_expecting(b"/echo", 5))
+        interim = await conn.receive_some()
+        await conn.send_bytes(b"hello")
+        answer = b""
+        while not answer.endswith(b"}"):  # one response; bounded by the harness' clock
+            with trio.fail_after(5):
+                answer += await conn.receive_some()
+        # The same connection serves the next request, which does not wait.
+        second = await conn.request("GET", "/items/3")
+    assert interim.startswith(b"HTTP/1.1 100 "), interim
+    assert statuses(answer) == [200]
+    assert answer.endswith(b'{"size":5}')
+    assert second.status == 200
+    assert errors(caplog) == []
 
 
 # --- 6. a raw-bytes fuzz ---------------------------------------------------------------------

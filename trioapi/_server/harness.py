@@ -61,7 +61,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     raise ImportError(msg) from error
 
 from .._http.requests import Receive, Scope, Send
-from .hypercorn import HYPERCORN_RANGE, GuardedTCPServer, hypercorn_version
+from .hypercorn import HYPERCORN_RANGE, GuardedH11Protocol, GuardedTCPServer, hypercorn_version
 
 if TYPE_CHECKING:
     from hypercorn.config import Config
@@ -202,6 +202,22 @@ def check_hypercorn() -> None:
         callable(getattr(tcp_server, "parse_socket_addr", None)),
         "hypercorn's TCPServer no longer reads peer addresses with parse_socket_addr",
     )
+    import hypercorn.protocol as protocol
+    from hypercorn.protocol.h11 import H11Protocol
+
+    _require(
+        getattr(protocol, "H11Protocol", None) in (H11Protocol, GuardedH11Protocol),
+        "hypercorn's ProtocolWrapper no longer finds H11Protocol in hypercorn.protocol",
+    )
+    for name, parameters in (
+        ("_create_stream", ["request"]),
+        ("_send_h11_event", ["event"]),
+    ):
+        method = getattr(H11Protocol, name, None)
+        _require(
+            callable(method) and _parameters(method) == parameters,
+            f"hypercorn's H11Protocol.{name}({', '.join(parameters)}) changed",
+        )
     from hypercorn.config import Config
 
     for name in (

@@ -1,6 +1,6 @@
 """What trioapi knows about hypercorn's trio server (hypercorn 0.18).
 
-Three things live here, all tied to hypercorn's internals (the version range
+Four things live here, all tied to hypercorn's internals (the version range
 is pinned in ``pyproject.toml`` and in :data:`HYPERCORN_RANGE`; the in-memory
 harness checks these internals and fails loudly if they move):
 
@@ -19,6 +19,18 @@ harness checks these internals and fails loudly if they move):
   could take a server down. The guard treats it as the closed connection it
   is. :func:`install_guard` puts it in place of hypercorn's class when the
   app starts under hypercorn (hypercorn looks the class up after startup).
+
+- :class:`GuardedH11Protocol`: hypercorn's HTTP/1 protocol with two changes.
+  A request whose body framing is ambiguous (both ``Content-Length`` and
+  ``Transfer-Encoding``, or ``Transfer-Encoding`` on HTTP/1.0) gets 400 and
+  the connection closes before the app sees it: otherwise the bytes after
+  the chunked body are served as a second request, the shape of request
+  smuggling (RFC 9112, sections 6.1 and 6.3, say such a connection must
+  close). And ``100 Continue`` is sent when the app first asks for the body,
+  not as soon as the request head arrives (hypercorn's ``_handle_events``
+  sends it at once): an app that refuses a declared length (413) or answers
+  without reading never invites the client to upload. :func:`install_guard`
+  puts it in place of hypercorn's class, as it does for the ``TCPServer``.
 
 - :func:`sends_whole_bodies`: in hypercorn's HTTP/1 path, an
   ``http.response.body`` message with ``more_body=True`` raises ``Cancelled``
@@ -40,8 +52,11 @@ import sys
 from importlib import metadata
 from typing import Any
 
+import attrs
+import h11
 import trio
-from hypercorn.events import Closed
+from hypercorn.events import Closed, RawData
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.trio.tcp_server import TCPServer
 
@@ -92,13 +107,123 @@ class GuardedTCPServer(TCPServer):
             await self.protocol.handle(Closed())
 
 
+def framing_fault(request: h11.Request) -> str | None:
+    """Why a request's body framing cannot be trusted, or None when it can.
+
+    RFC 9112: a request with both ``Transfer-Encoding`` and ``Content-Length``
+    "ought to be handled as an error" and its connection must close (6.3); an
+    HTTP/1.0 request with ``Transfer-Encoding`` has faulty framing (6.1).
+    """
+    chunked = length = False
+    for name, _ in request.headers:  # h11 gives the names lower-cased
+        if name == b"transfer-encoding":
+            chunked = True
+        elif name == b"content-length":
+            length = True
+    if not chunked:
+        return None
+    if length:
+        return "the request has both Content-Length and Transfer-Encoding"
+    if request.http_version == b"1.0":
+        return "an HTTP/1.0 request cannot use Transfer-Encoding"
+    return None
+
+
+class GuardedH11Protocol(H11Protocol):
+    """hypercorn's HTTP/1 protocol: ambiguous framing refused, 100 Continue sent on demand."""
+
+    # The request whose client waits for 100 Continue, until it is sent.
+    _continue_for: h11.Request | None = None
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        fault = framing_fault(request)
+        if fault is not None:
+            await self._refuse(fault)
+            return
+        if not self.connection.they_are_waiting_for_100_continue:
+            await super()._create_stream(request)
+            return
+        # Only this request's app gets the receive that sends 100 Continue:
+        # every other request is served by hypercorn's app wrapper as it is.
+        self._continue_for = request
+        app = self.app
+        self.app = _ContinueOnRead(app, self, request)
+        try:
+            await super()._create_stream(request)
+        finally:
+            self.app = app
+
+    async def _send_h11_event(self, event: Any) -> None:
+        if type(event) is h11.InformationalResponse and event.status_code == 100:
+            return  # hypercorn's own, sent as the head arrives: send_continue sends it later
+        await super()._send_h11_event(event)
+
+    async def send_continue(self, request: h11.Request) -> None:
+        """Sends ``100 Continue`` if ``request``'s client is still waiting for it."""
+        if self._continue_for is not request:
+            return
+        self._continue_for = None
+        if not self.connection.they_are_waiting_for_100_continue:
+            return  # the client sent its body anyway, or an answer went out first
+        event = h11.InformationalResponse(
+            status_code=100, headers=self.config.response_headers("h11")
+        )
+        try:
+            data = self.connection.send(event)
+        except h11.LocalProtocolError:
+            return  # the connection is already broken: nothing to invite
+        await self.send(RawData(data=data))
+
+    async def _refuse(self, reason: str) -> None:
+        body = f"{reason}; the connection is closed (RFC 9112, section 6.3)\n".encode()
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            *self.config.response_headers("h11"),
+        ]
+        await super()._send_h11_event(h11.Response(status_code=400, headers=headers))
+        await super()._send_h11_event(h11.Data(data=body))
+        await super()._send_h11_event(h11.EndOfMessage())
+        await self.send(Closed())
+
+
+@attrs.frozen
+class _ContinueOnRead:
+    """hypercorn's app wrapper for one request, whose first ``receive`` sends 100 Continue."""
+
+    app: Any
+    protocol: GuardedH11Protocol
+    request: h11.Request
+
+    async def __call__(
+        self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any
+    ) -> None:
+        protocol, request = self.protocol, self.request
+
+        async def receive_after_continue() -> Any:
+            await protocol.send_continue(request)
+            return await receive()
+
+        await self.app(scope, receive_after_continue, send, sync_spawn, call_soon)
+
+
 def install_guard() -> None:
-    """Makes hypercorn's trio worker build :class:`GuardedTCPServer` connections."""
+    """Makes hypercorn's trio worker build guarded connections and HTTP/1 protocols.
+
+    :class:`GuardedTCPServer` for each connection, :class:`GuardedH11Protocol`
+    for each HTTP/1 one (hypercorn's ``ProtocolWrapper`` looks the class up
+    in ``hypercorn.protocol`` for every connection).
+    """
+    import hypercorn.protocol as hypercorn_protocol
     import hypercorn.trio.run as hypercorn_run
 
     if getattr(hypercorn_run, "TCPServer", None) is TCPServer:
         setattr(hypercorn_run, "TCPServer", GuardedTCPServer)  # noqa: B010 - not re-exported
         logger.debug("trioapi: guarding hypercorn's TCPServer against its close/send race")
+    if getattr(hypercorn_protocol, "H11Protocol", None) is H11Protocol:
+        setattr(hypercorn_protocol, "H11Protocol", GuardedH11Protocol)  # noqa: B010
+        logger.debug("trioapi: refusing ambiguous HTTP/1 framing, sending 100 Continue on read")
 
 
 def find_config() -> Any:
