@@ -123,6 +123,15 @@ async def still_serving(server: InMemoryServer) -> None:
     assert (response.status, response.body) == (200, b'{"item_id":1,"q":"fine"}')
 
 
+async def one_answer(conn: Any) -> bytes:
+    """Reads one JSON answer (its body ends with ``}``) from a harness connection."""
+    answer = b""
+    while not answer.endswith(b"}"):
+        with trio.fail_after(5):
+            answer += await conn.receive_some()
+    return answer
+
+
 def statuses(raw: bytes) -> list[int]:
     return [int(code) for code in STATUS.findall(raw)]
 
@@ -369,6 +378,7 @@ async def test_a_body_that_stops_arriving_gets_408_at_exactly_the_body_timeout(
 ) -> None:
     caplog.set_level(logging.INFO)
     app = make_app()
+    app.body_min_rate = None  # silence alone (with the rate, 20 bytes are cut at 60.02 s)
     ran: list[str] = []
 
     async def note() -> None:
@@ -398,6 +408,74 @@ async def test_a_body_that_stops_arriving_gets_408_at_exactly_the_body_timeout(
     assert report is not None
     assert (report.skipped, report.completed) == (1, 0)
     assert errors(caplog) == []
+
+
+@pytest.mark.parametrize("reader", ["body", "stream"])
+async def test_a_body_trickling_in_below_the_minimum_rate_gets_408_at_its_exact_deadline(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture, reader: str
+) -> None:
+    # A byte a second never leaves the connection silent for body_timeout: only
+    # the rate rule cuts it, at 10 s + 14 bytes / (4 bytes/s) = 13.5 s.
+    app = make_app()
+    app.body_timeout, app.body_min_rate = 10, 4
+
+    @app.post("/upload")
+    async def upload(request: Request) -> dict[str, int]:
+        if reader == "body":
+            return {"size": len(await request.body())}
+        return {"size": sum([len(chunk) async for chunk in request.stream()])}
+
+    sent = 0
+    answer = b""
+    closed_at = -1.0
+
+    async def read(conn: Any, cancel_scope: trio.CancelScope) -> None:
+        nonlocal answer, closed_at
+        answer = await conn.receive_until_closed()
+        closed_at = now()
+        cancel_scope.cancel()
+
+    async with _guarded(app) as server:
+        async with await server.connect() as conn, trio.open_nursery() as nursery:
+            nursery.start_soon(read, conn, nursery.cancel_scope)
+            await conn.send_bytes(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 99\r\n\r\n")
+            with contextlib.suppress(trio.BrokenResourceError):
+                for _ in range(99):  # at most the whole body
+                    await conn.send_bytes(b"x")
+                    sent += 1
+                    await trio.sleep(1)
+        await still_serving(server)
+    assert statuses(answer) == [408], answer
+    assert answer.endswith(
+        b'{"detail":"the request body arrived slower than 4 bytes/s (after the first 10 s)"}'
+    )
+    assert closed_at == 13.5
+    assert sent == 14
+    assert errors(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("rate", "pause"),
+    [
+        pytest.param(4.0, 0.5, id="2 bytes every 0.5 s keep up with 4 bytes/s"),
+        pytest.param(None, 5.0, id="no rate: 2 bytes every 5 s, never silent for 10 s"),
+    ],
+)
+async def test_a_body_that_keeps_up_is_read_whole(
+    autojump_clock: trio.testing.MockClock, rate: float | None, pause: float
+) -> None:
+    app = make_app()
+    app.body_timeout, app.body_min_rate = 10, rate
+    async with _guarded(app) as server:
+        async with await server.connect() as conn:
+            await conn.send_bytes(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 200\r\n\r\n")
+            for _ in range(100):
+                await trio.sleep(pause)
+                await conn.send_bytes(b"xx")
+            answer = await one_answer(conn)
+        await still_serving(server)
+    assert statuses(answer) == [200], answer
+    assert answer.endswith(b'{"size":200}')
 
 
 async def test_a_slow_endpoint_and_a_long_stream_are_never_cut_by_the_limits(
@@ -702,10 +780,7 @@ async def test_a_body_the_app_reads_gets_100_continue_first_and_keep_alive_goes_
         await conn.send_bytes(_expecting(b"/echo", 5))
         interim = await conn.receive_some()
         await conn.send_bytes(b"hello")
-        answer = b""
-        while not answer.endswith(b"}"):  # one response; bounded by the harness' clock
-            with trio.fail_after(5):
-                answer += await conn.receive_some()
+        answer = await one_answer(conn)
         # The same connection serves the next request, which does not wait.
         second = await conn.request("GET", "/items/3")
     assert interim.startswith(b"HTTP/1.1 100 "), interim

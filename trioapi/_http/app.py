@@ -47,6 +47,7 @@ from .lifespan import handle_lifespan
 from .mounts import absolute_url, call_mounted, find_mount, route_path, strip_root
 from .params import CallKind, Depends
 from .requests import (
+    DEFAULT_BODY_MIN_RATE,
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_BODY_SIZE,
     ClientDisconnect,
@@ -92,6 +93,7 @@ Lifespan = Callable[["TrioAPI"], AbstractAsyncContextManager[Any]]
 
 DRAIN_TIMEOUT_ENV = "TRIOAPI_DRAIN_TIMEOUT"
 BODY_TIMEOUT_ENV = "TRIOAPI_BODY_TIMEOUT"
+BODY_MIN_RATE_ENV = "TRIOAPI_BODY_MIN_RATE"
 
 
 async def http_exception_handler(request: Request, exc: HTTPException) -> Response:
@@ -206,6 +208,10 @@ class TrioAPI(APIRouter):
         body_timeout: Seconds a request body may stop arriving while the app
             reads it before the request gets 408 (None: no limit). Only waits
             for body bytes are timed, never a slow endpoint.
+        body_min_rate: Bytes per second a request body must average once
+            ``body_timeout`` has passed since the app began reading it; the
+            deadline moves one second later for every ``body_min_rate``
+            bytes received (default 1024; None: only silence is timed).
         redirect_slashes: Redirect ``/items/`` to ``/items`` (and back) with
             307 when only the other one exists.
         title, version, summary, description: Describe the API.
@@ -236,6 +242,7 @@ class TrioAPI(APIRouter):
         default_response_class: type[Response] = JSONResponse,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+        body_min_rate: float | None = DEFAULT_BODY_MIN_RATE,
         redirect_slashes: bool = True,
         title: str = "TrioAPI",
         version: str = "0.1.0",
@@ -329,6 +336,10 @@ class TrioAPI(APIRouter):
             raise ValueError(msg)
         self.max_body_size = max_body_size
         self.body_timeout = body_timeout
+        if body_min_rate is not None and not body_min_rate >= 0:
+            msg = f"body_min_rate must be >= 0 bytes per second or None, not {body_min_rate!r}"
+            raise ValueError(msg)
+        self.body_min_rate = body_min_rate or None
         self.redirect_slashes = redirect_slashes
         self.state = State()
         self._table = RouteTable()
@@ -790,6 +801,7 @@ class TrioAPI(APIRouter):
                     if route.max_body_size is not None
                     else self.max_body_size or DEFAULT_MAX_BODY_SIZE,
                     self.body_timeout,
+                    self.body_min_rate,
                     self.dependency_overrides,
                 )
                 if route.strict_content_type is False:
@@ -1019,6 +1031,9 @@ class TrioAPI(APIRouter):
         body = _seconds_from_env(BODY_TIMEOUT_ENV)
         if body is not None:
             self.body_timeout = body or None
+        rate = _seconds_from_env(BODY_MIN_RATE_ENV, "a number of bytes per second")
+        if rate is not None:
+            self.body_min_rate = rate or None
         config = find_config()
         self._checked_hypercorn = False
         if config is None:
@@ -1054,7 +1069,7 @@ def _webhook_router() -> APIRouter:
     return WebhookRouter()
 
 
-def _seconds_from_env(name: str) -> float | None:
+def _seconds_from_env(name: str, what: str = "a number of seconds") -> float | None:
     value = os.environ.get(name)
     if not value:
         return None
@@ -1063,6 +1078,6 @@ def _seconds_from_env(name: str) -> float | None:
     except ValueError:
         seconds = -1.0
     if not seconds >= 0:
-        logger.warning("trioapi: ignoring %s=%r: not a number of seconds", name, value)
+        logger.warning("trioapi: ignoring %s=%r: not %s", name, value, what)
         return None
     return seconds

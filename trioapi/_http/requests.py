@@ -37,6 +37,17 @@ DEFAULT_BODY_TIMEOUT = 60.0
 Without it, a client that sends its headers and never its body holds the
 connection and the request's call for as long as it likes."""
 
+DEFAULT_BODY_MIN_RATE = 1024.0
+"""Bytes per second a request body must average once its ``body_timeout`` allowance is spent.
+
+The body's deadline is ``body_timeout`` after the app starts reading it, plus
+one second for every ``body_min_rate`` bytes received (Apache's
+``mod_reqtimeout`` rule, whose default is 500 bytes/s): a client trickling a
+byte a second is cut after about ``body_timeout`` seconds, while an upload
+of the largest accepted body may take ``body_timeout + max_body_size /
+body_min_rate`` seconds (16 MiB at 1 KiB/s: about 4.5 hours).
+"""
+
 
 class ClientDisconnect(Exception):
     """The client went away before the request body was complete."""
@@ -61,6 +72,7 @@ class Request:
         "_state",
         "_stream_done",
         "_stream_started",
+        "body_min_rate",
         "body_timeout",
         "max_body_size",
         "path_params",
@@ -75,12 +87,14 @@ class Request:
         path_params: dict[str, str] | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+        body_min_rate: float | None = DEFAULT_BODY_MIN_RATE,
     ) -> None:
         self.scope = scope
         self._receive = receive
         self.path_params: dict[str, str] = path_params or {}
         self.max_body_size = max_body_size
         self.body_timeout = body_timeout
+        self.body_min_rate = body_min_rate
         self._headers: Headers | None = None
         self._query: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
@@ -198,8 +212,9 @@ class Request:
         streaming yields the cached bytes.
 
         Raises:
-            MalformedRequestError: The body exceeds ``max_body_size`` (413), or
-                stopped arriving for ``body_timeout`` seconds (408).
+            MalformedRequestError: The body exceeds ``max_body_size`` (413),
+                stopped arriving for ``body_timeout`` seconds, or arrived
+                slower than ``body_min_rate`` allows (408).
             ClientDisconnect: The client left before the body was complete.
             RuntimeError: The body was already streamed (by ``stream()`` or
                 ``form()``) and not kept.
@@ -222,8 +237,9 @@ class Request:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_size:
             raise _too_large(self.max_body_size)
         received = 0
+        started = trio.current_time() if self.body_timeout else 0.0
         while True:
-            message = await self._next_message(self._receive)
+            message = await self._next_message(self._receive, started, received)
             kind = message["type"]
             if kind == "http.disconnect":
                 raise ClientDisconnect
@@ -239,15 +255,36 @@ class Request:
             if chunk:
                 yield chunk
 
-    async def _next_message(self, receive: Receive) -> Message:
+    async def _next_message(self, receive: Receive, started: float, received: int) -> Message:
         # Only the waits for body bytes are timed: a slow endpoint, or a quiet
         # client waiting for its answer, is never cut by this.
-        if not self.body_timeout:
+        timeout = self.body_timeout
+        if not timeout:
             return await receive()
-        with trio.move_on_after(self.body_timeout):
+        silence = trio.current_time() + timeout
+        deadline = self._rate_deadline(started, timeout, received, silence)
+        with trio.move_on_at(deadline):
             return await receive()
-        msg = f"the request body stopped arriving for {self.body_timeout:g} s"
-        raise MalformedRequestError(msg, status_code=408)
+        raise self._too_slow(timeout, deadline < silence)
+
+    def _rate_deadline(
+        self, started: float, timeout: float, received: int, silence: float
+    ) -> float:
+        # The body_min_rate rule: the allowance, plus a second per rate's bytes.
+        rate = self.body_min_rate
+        if not rate:
+            return silence
+        return min(silence, started + timeout + received / rate)
+
+    def _too_slow(self, timeout: float, by_rate: bool) -> MalformedRequestError:
+        if by_rate:
+            msg = (
+                f"the request body arrived slower than {self.body_min_rate:g} bytes/s "
+                f"(after the first {timeout:g} s)"
+            )
+        else:
+            msg = f"the request body stopped arriving for {timeout:g} s"
+        return MalformedRequestError(msg, status_code=408)
 
     async def body(self) -> bytes:
         """The whole body (read once, then cached)."""
@@ -270,9 +307,13 @@ class Request:
             raise _too_large(self.max_body_size)
         chunks: list[bytes] = []
         received = 0
+        started = trio.current_time()
+        by_rate = False
         with trio.CancelScope() as scope:
             while True:
-                scope.deadline = trio.current_time() + timeout
+                silence = trio.current_time() + timeout
+                scope.deadline = self._rate_deadline(started, timeout, received, silence)
+                by_rate = scope.deadline < silence
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     raise ClientDisconnect
@@ -285,8 +326,7 @@ class Request:
                 if not message.get("more_body", False):
                     self._stream_done = True
                     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        msg = f"the request body stopped arriving for {timeout:g} s"
-        raise MalformedRequestError(msg, status_code=408)
+        raise self._too_slow(timeout, by_rate)
 
     def form(
         self,

@@ -68,6 +68,7 @@ class RequestContext:
         "_query",
         "_request",
         "_response",
+        "body_min_rate",
         "body_timeout",
         "cache",
         "exits",
@@ -89,6 +90,7 @@ class RequestContext:
         runtime: BackgroundRuntime,
         max_body_size: int,
         body_timeout: float | None,
+        body_min_rate: float | None,
         overrides: dict[Any, Any] | None = None,
     ) -> None:
         self.overrides = overrides
@@ -101,6 +103,7 @@ class RequestContext:
         self.runtime = runtime
         self.max_body_size = max_body_size
         self.body_timeout = body_timeout
+        self.body_min_rate = body_min_rate
         self.cache: dict[Any, Any] = {}
         # (kind, generator, ends before the response): yield dependencies to finish.
         self.exits: list[tuple[CallKind, Any, bool]] = []
@@ -124,6 +127,7 @@ class RequestContext:
                 path_params=self.path_params,
                 max_body_size=self.max_body_size,
                 body_timeout=self.body_timeout,
+                body_min_rate=self.body_min_rate,
             )
         return self._request
 

@@ -732,6 +732,7 @@ async def run_websocket(
         app.background,
         DEFAULT_MAX_BODY_SIZE,
         app.body_timeout,
+        app.body_min_rate,
         app.dependency_overrides,
     )
     websocket = WebSocket(scope, receive, send)

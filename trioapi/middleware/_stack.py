@@ -219,6 +219,7 @@ class _ServerErrors:
                 receive,
                 max_body_size=app.max_body_size or DEFAULT_MAX_BODY_SIZE,
                 body_timeout=app.body_timeout,
+                body_min_rate=app.body_min_rate,
             )
             try:
                 response = handler(request, error)

@@ -54,6 +54,7 @@ from typing import Any, final
 import trio
 
 from .._http.requests import (
+    DEFAULT_BODY_MIN_RATE,
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_BODY_SIZE,
     Message,
@@ -89,7 +90,7 @@ class BaseHTTPMiddleware:
     def __init__(self, app: ASGIApp, dispatch: DispatchFunction | None = None) -> None:
         self.app = app
         self.dispatch_func: DispatchFunction = self.dispatch if dispatch is None else dispatch
-        self._limits: tuple[int, float | None] | None = None
+        self._limits: tuple[int, float | None, float | None] | None = None
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         """Answers ``request``, calling ``await call_next(request)`` for the app's response.
@@ -108,15 +109,25 @@ class BaseHTTPMiddleware:
             # The body limits of the app inside, for a middleware that reads the body.
             inner = find_app(self.app)
             self._limits = (
-                (inner.max_body_size or DEFAULT_MAX_BODY_SIZE, inner.body_timeout)
+                (
+                    inner.max_body_size or DEFAULT_MAX_BODY_SIZE,
+                    inner.body_timeout,
+                    inner.body_min_rate,
+                )
                 if inner is not None
-                else (DEFAULT_MAX_BODY_SIZE, DEFAULT_BODY_TIMEOUT)
+                else (DEFAULT_MAX_BODY_SIZE, DEFAULT_BODY_TIMEOUT, DEFAULT_BODY_MIN_RATE)
             )
         if "state" not in scope:
             # So that request.state is one for the middleware and the endpoint.
             scope["state"] = {}
-        max_body_size, body_timeout = self._limits
-        request = Request(scope, receive, max_body_size=max_body_size, body_timeout=body_timeout)
+        max_body_size, body_timeout, body_min_rate = self._limits
+        request = Request(
+            scope,
+            receive,
+            max_body_size=max_body_size,
+            body_timeout=body_timeout,
+            body_min_rate=body_min_rate,
+        )
         await _Exchange(self.app, scope, receive, send, request).run(self.dispatch_func)
 
 
