@@ -43,6 +43,7 @@ from .._server.hypercorn import find_config, hypercorn_version, install_guard, s
 from .._stores.base import TaskStore
 from ..middleware._stack import INNERMOST, ASGIApp, Middleware, MiddlewareFactory, MiddlewareOptions
 from .datastructures import State
+from .jsonmem import DEFAULT_MAX_JSON_MEMORY
 from .lifespan import handle_lifespan
 from .mounts import absolute_url, call_mounted, find_mount, route_path, strip_root
 from .params import CallKind, Depends
@@ -208,6 +209,10 @@ class TrioAPI(APIRouter):
         body_timeout: Seconds a request body may stop arriving while the app
             reads it before the request gets 408 (None: no limit). Only waits
             for body bytes are timed, never a slow endpoint.
+        max_json_memory: A JSON body whose decoded objects would take more
+            memory than this (an estimate made before decoding, see
+            ``docs/reliability.md``) gets 413 (per router or route:
+            ``max_json_memory=``, ``math.inf`` lifting it there; None: no limit).
         body_min_rate: Bytes per second a request body must average once
             ``body_timeout`` has passed since the app began reading it; the
             deadline moves one second later for every ``body_min_rate``
@@ -274,6 +279,7 @@ class TrioAPI(APIRouter):
         openapi_external_docs: dict[str, Any] | None = None,
         strict_content_type: bool | None = None,
         form_limits: Any = None,
+        max_json_memory: float | None = DEFAULT_MAX_JSON_MEMORY,
         telemetry: Any = None,
         docs_assets: Literal["bundled", "cdn"] = "bundled",
         **extra: Any,
@@ -287,6 +293,7 @@ class TrioAPI(APIRouter):
             generate_unique_id_function=generate_unique_id_function,
             strict_content_type=strict_content_type,
             form_limits=form_limits,
+            max_json_memory=max_json_memory,
         )
         self.title = title
         self.version = version
@@ -340,6 +347,9 @@ class TrioAPI(APIRouter):
             msg = f"body_min_rate must be >= 0 bytes per second or None, not {body_min_rate!r}"
             raise ValueError(msg)
         self.body_min_rate = body_min_rate or None
+        if max_json_memory is not None and not max_json_memory > 0:
+            msg = f"max_json_memory must be > 0 bytes or None, not {max_json_memory!r}"
+            raise ValueError(msg)
         self.redirect_slashes = redirect_slashes
         self.state = State()
         self._table = RouteTable()

@@ -169,6 +169,15 @@ class Dependant:
         return any(sub.scopes or sub.dependant.uses_scopes for sub in self.dependencies)
 
     @functools.cached_property
+    def json_models(self) -> bool:
+        """A JSON body read here or below is validated into models (see ``jsonmem.py``)."""
+        from .jsonmem import builds_models
+
+        return any(builds_models(field.annotation) for field in self.body) or any(
+            sub.dependant.json_models for sub in self.dependencies
+        )
+
+    @functools.cached_property
     def is_plain(self) -> bool:
         """No parameters at all: call it with no arguments."""
         return not (self.fields or self.body or self.dependencies or self.specials)

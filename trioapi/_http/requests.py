@@ -18,6 +18,7 @@ from .forms import (
     PendingForm,
     parse_form,
 )
+from .jsonmem import json_memory_limit, needs_counting, price, too_costly_message
 from .mounts import holds_root
 from .uploads import FormData
 
@@ -403,9 +404,15 @@ class Request:
         """The body parsed as JSON.
 
         Raises:
-            MalformedRequestError: The body is not valid JSON (400).
+            MalformedRequestError: The body is not valid JSON (400), or would
+                take more memory than the route's ``max_json_memory`` (413).
         """
         body = await self.body()
+        limit = json_memory_limit(self.scope.get("route"), self.scope.get("app"))
+        if limit is not None and needs_counting(len(body), limit):
+            cost = price(body, models=False)
+            if cost > limit:
+                raise MalformedRequestError(too_costly_message(cost, limit), status_code=413)
         try:
             return json.loads(body)
         except ValueError as error:

@@ -207,6 +207,7 @@ class APIRoute:
     generate_unique_id_function: Callable[[Any], str] | None = None
     strict_content_type: bool | None = None
     form_limits: Any = None
+    max_json_memory: float | None = None
     template: PathTemplate = attrs.field(init=False)
     dependant: Dependant | None = attrs.field(default=None, init=False)
     extra: tuple[Any, ...] = attrs.field(default=(), init=False)
@@ -461,6 +462,7 @@ _ROUTE_OPTIONS = (
     "generate_unique_id_function",
     "strict_content_type",
     "form_limits",
+    "max_json_memory",
 )
 """A route decorator's keywords, besides ``path``, ``methods``, ``tags`` and ``dependencies``."""
 
@@ -481,7 +483,7 @@ class APIRouter:
         default_response_class: The response class of routes that name none.
         responses, callbacks, deprecated, include_in_schema,
         generate_unique_id_function: Defaults for every route's documentation.
-        strict_content_type, max_body_size, form_limits: Defaults for every
+        strict_content_type, max_body_size, form_limits, max_json_memory: Defaults for every
             route's body handling.
         on_startup, on_shutdown, lifespan: Hooks run with the app's lifespan
             once the router is included.
@@ -512,6 +514,7 @@ class APIRouter:
         strict_content_type: bool | None = None,
         max_body_size: int | None = None,
         form_limits: Any = None,
+        max_json_memory: float | None = None,
     ) -> None:
         _check_prefix(prefix, "router")
         self.prefix = prefix
@@ -532,6 +535,7 @@ class APIRouter:
         self.strict_content_type = strict_content_type
         self.max_body_size = max_body_size
         self.form_limits = form_limits
+        self.max_json_memory = max_json_memory
         self.routes: list[APIRoute] = list(routes or [])
         self.websocket_routes: list[APIWebSocketRoute] = []
         self.mounts: list[Mount] = []
@@ -631,6 +635,7 @@ class APIRouter:
             "strict_content_type",
             "max_body_size",
             "form_limits",
+            "max_json_memory",
         ):
             if options.get(key) is None:
                 options[key] = getattr(self, key)
@@ -730,6 +735,7 @@ class APIRouter:
         generate_unique_id_function: Callable[[Any], str] | None = None,
         max_body_size: int | None = None,
         form_limits: Any = None,
+        max_json_memory: float | None = None,
     ) -> None:
         """Adds ``router``'s routes (as they are now) under ``prefix``.
 
@@ -749,6 +755,7 @@ class APIRouter:
                 ("generate_unique_id_function", generate_unique_id_function),
                 ("max_body_size", max_body_size),
                 ("form_limits", form_limits),
+                ("max_json_memory", max_json_memory),
             ):
                 if options[key] is None:
                     options[key] = value
