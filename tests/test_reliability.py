@@ -168,6 +168,17 @@ def test_the_body_timeout_is_the_apps_and_the_command_line_sets_it() -> None:
     assert app.body_timeout == 12
 
 
+def test_the_body_min_rate_is_the_apps_unless_the_command_line_sets_it() -> None:
+    app = TrioAPI(body_min_rate=4096)
+    configure(app, build_parser().parse_args(["m:app"]))
+    assert app.body_min_rate == 4096, "the command line keeps what the app chose"
+    configure(app, build_parser().parse_args(["m:app", "--body-min-rate", "100"]))
+    assert app.body_min_rate == 100
+    configure(app, build_parser().parse_args(["m:app", "--body-min-rate", "0"]))
+    assert app.body_min_rate is None
+    assert TrioAPI().body_min_rate == 1024
+
+
 # --- 1. limits: a 64 MiB body against the real command line -----------------------------
 
 
@@ -310,6 +321,78 @@ def test_the_command_line_refuses_smuggling_shapes_and_never_invites_a_refused_u
     assert b"both Content-Length and Transfer-Encoding" in smuggled
     assert statuses(http10) == [400], http10
     assert statuses(refused) == [413], refused
+    assert health.startswith(b"HTTP/1.1 200 ")
+
+
+def _hwm_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    assert match is not None, status
+    return int(match.group(1))
+
+
+@pytest.mark.e2e
+def test_the_command_line_refuses_a_json_body_that_would_take_too_much_memory(
+    tmp_path: Path,
+) -> None:
+    # The finding: 15 MB of [{},{},...] raised peak RSS by 324 to 387 MB.
+    body = b'{"items":[' + b",".join([b"{}"] * 5_000_000) + b"]}"
+    head = (
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    )
+    with command_line(tmp_path) as (process, port):
+        _upload_health(port)
+        Path(f"/proc/{process.pid}/clear_refs").write_text("5")  # the peak starts again here
+        before = _rss_kib(process.pid)
+        answer = _until_closed(port, head + body)
+        growth = _hwm_kib(process.pid) - before
+        health = _upload_health(port)
+    print(f"peak RSS growth for the 15 MB body: {growth} KiB")
+    assert statuses(answer) == [413], answer[:300]
+    assert b"the JSON body would take about 500.7 MiB of memory to decode" in answer
+    assert b"(48.0 MiB, max_json_memory)" in answer
+    # The body itself is read (it is under the 16 MiB cap), never decoded.
+    assert growth < 48 * 1024, growth
+    assert health.startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.e2e
+def test_the_command_line_cuts_an_upload_trickling_below_the_minimum_rate(
+    tmp_path: Path,
+) -> None:
+    # The finding: one byte a second held a connection as long as the client
+    # liked. Here 20 bytes/s against --body-min-rate 200 after a 1 s allowance.
+    head = (
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
+    options = ("--body-timeout", "1", "--body-min-rate", "200")
+    with command_line(tmp_path, *options) as (_, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(head)
+            answer = b""
+            for _ in range(400):  # the pace of the trickle, not a synchronisation: 20 s at most
+                try:
+                    sock.sendall(b" ")
+                except OSError:
+                    break  # the server answered and closed
+                time.sleep(0.05)
+                sock.setblocking(False)
+                try:
+                    answer += sock.recv(65536)
+                except BlockingIOError:
+                    pass
+                finally:
+                    sock.setblocking(True)
+                if answer:
+                    break
+            with contextlib.suppress(OSError):
+                while data := sock.recv(65536):
+                    answer += data
+        health = _upload_health(port)
+    assert statuses(answer) == [408], answer
+    assert b"the request body arrived slower than 200 bytes/s (after the first 1 s)" in answer
     assert health.startswith(b"HTTP/1.1 200 ")
 
 

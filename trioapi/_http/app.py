@@ -39,6 +39,7 @@ from .._exceptions import (
 )
 from .._runtime.background import UNWIND_GRACE, BackgroundRuntime, RuntimeState, TaskHandle
 from .._runtime.durable import DurableTask
+from .._server.connections import watch_accept
 from .._server.hypercorn import find_config, hypercorn_version, install_guard, sends_whole_bodies
 from .._stores.base import TaskStore
 from ..middleware._stack import INNERMOST, ASGIApp, Middleware, MiddlewareFactory, MiddlewareOptions
@@ -1049,6 +1050,7 @@ class TrioAPI(APIRouter):
         if config is None:
             return
         install_guard()
+        watch_accept()  # plain hypercorn too: one WARNING, not a traceback per failed accept
         self._checked_hypercorn = hypercorn_version()[1]
         drain = self.background.drain_timeout
         shutdown_timeout = float(config.shutdown_timeout)

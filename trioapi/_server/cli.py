@@ -154,12 +154,31 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--body-min-rate",
+        type=float,
+        default=None,
+        help=(
+            "bytes per second a request body must average once --body-timeout has passed "
+            "since the app began reading it, or it gets 408; 0 disables (default: the "
+            "app's, 1024 unless it sets body_min_rate=)"
+        ),
+    )
+    parser.add_argument(
         "--max-head-size",
         type=int,
         default=DEFAULT_MAX_HEAD_SIZE,
         help=(
             "bytes allowed for the request line and headers together; larger heads get 431 "
             f"(default {DEFAULT_MAX_HEAD_SIZE})"
+        ),
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help=(
+            "connections open at once, per worker; more wait in the accept backlog until "
+            "one closes (default: no limit)"
         ),
     )
     parser.add_argument(
@@ -209,6 +228,8 @@ def configure(app: ASGIApp, args: argparse.Namespace) -> Config:
         if args.drain_timeout is not None:
             inner.background.drain_timeout = args.drain_timeout
         inner.body_timeout = args.body_timeout or None
+        if args.body_min_rate is not None:
+            inner.body_min_rate = args.body_min_rate or None
     return make_config(app, args.bind or ["127.0.0.1:8000"], config)
 
 
@@ -225,14 +246,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--workers must be at least 1")
     if args.body_timeout < 0 or args.keep_alive_timeout <= 0:
         raise SystemExit("--body-timeout must be >= 0 and --keep-alive-timeout > 0 seconds")
+    if args.body_min_rate is not None and args.body_min_rate < 0:
+        raise SystemExit("--body-min-rate must be >= 0 bytes per second (0 disables)")
     if args.max_head_size < 1024:
         raise SystemExit("--max-head-size must be at least 1024 bytes")
+    if args.max_connections is not None and args.max_connections < 1:
+        raise SystemExit("--max-connections must be at least 1 (leave it out for no limit)")
     app = load_app(args.app)
     config = configure(app, args)
     logging.config.dictConfig(_log_config(args.log_level))
     if args.workers == 1:
         try:
-            server = trio.run(_serve_here, app, config)
+            server = trio.run(_serve_here, app, config, args.max_connections)
         except BaseExceptionGroup as group:
             failed, _ = group.split(_is_startup_failure)
             if failed is None:
@@ -247,11 +272,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     inner = find_app(app)
     settings = (
-        {"drain_timeout": inner.background.drain_timeout, "body_timeout": inner.body_timeout}
+        {
+            "drain_timeout": inner.background.drain_timeout,
+            "body_timeout": inner.body_timeout,
+            "body_min_rate": inner.body_min_rate,
+        }
         if inner is not None
-        else {"drain_timeout": args.drain_timeout, "body_timeout": args.body_timeout or None}
+        else {
+            "drain_timeout": args.drain_timeout,
+            "body_timeout": args.body_timeout or None,
+            "body_min_rate": args.body_min_rate,
+        }
     )
-    return run_workers(args.app, config, args.workers, settings, _log_config(args.log_level))
+    return run_workers(
+        args.app,
+        config,
+        args.workers,
+        settings,
+        _log_config(args.log_level),
+        max_connections=args.max_connections,
+    )
 
 
 def _is_startup_failure(error: BaseException) -> bool:
@@ -295,10 +335,17 @@ def worker_main(argv: Sequence[str]) -> int:
     return code
 
 
-async def _serve_here(app: ASGIApp, config: Config) -> Server:
+async def _serve_here(app: ASGIApp, config: Config, max_connections: int | None = None) -> Server:
     async with trio.open_nursery() as nursery:
         server: Server = await nursery.start(
-            functools.partial(serve, app, config.bind, config=config, handle_signals=True)
+            functools.partial(
+                serve,
+                app,
+                config.bind,
+                config=config,
+                handle_signals=True,
+                max_connections=max_connections,
+            )
         )
         nursery.start_soon(_exit_if_a_forced_stop_hangs, server)
         await server._stopped.wait()

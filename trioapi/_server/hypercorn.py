@@ -240,3 +240,39 @@ def find_config() -> Any:
                 return config
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+class _TrioView:
+    """trio as hypercorn's ``trio/run.py`` sees it after :func:`route_serve_listeners`."""
+
+    def __init__(self, serve_listeners: Any) -> None:
+        self.serve_listeners = serve_listeners
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(trio, name)
+
+
+def route_serve_listeners(replacement: Any) -> bool:
+    """Makes hypercorn's trio worker hand its listeners to ``replacement``, not to trio's.
+
+    ``worker_serve`` makes its ``trio.SocketListener`` (and ``SSLListener``)
+    objects from the sockets itself and passes them, with its ``TCPServer``
+    handler, to ``trio.serve_listeners``, looked up through its module's
+    ``trio`` each time it serves: no parameter takes listeners. That name is
+    the seam: the module's ``trio`` becomes a view of trio whose
+    ``serve_listeners`` is ``replacement`` (same signature; every other name
+    is trio's own, and trio itself is untouched). Returns False, changing
+    nothing, when ``worker_serve`` no longer calls ``trio.serve_listeners``.
+    """
+    import hypercorn.trio.run as hypercorn_run
+
+    current = getattr(hypercorn_run, "trio", None)
+    if isinstance(current, _TrioView):
+        current.serve_listeners = replacement
+        return True
+    code = getattr(getattr(hypercorn_run, "worker_serve", None), "__code__", None)
+    if current is not trio or code is None or not {"trio", "serve_listeners"} <= set(code.co_names):
+        return False
+    setattr(hypercorn_run, "trio", _TrioView(replacement))  # noqa: B010 - not re-exported
+    logger.debug("trioapi: hypercorn's listeners go through trioapi's serve_listeners")
+    return True

@@ -28,6 +28,12 @@ Limits on clients (see ``docs/reliability.md``), all on by default:
   connection closes (``TrioAPI(body_timeout=...)``: the app owns body reading,
   so this holds under any server).
 
+Off by default: ``max_connections=N`` caps the connections open at once;
+with N open the server stops accepting, and new connections wait in the
+kernel's backlog until one closes (``_server/connections.py``). Either way,
+when accept fails for lack of descriptors, one WARNING per 10 s says so
+instead of trio's traceback per retry.
+
 hypercorn's own ``read_timeout`` stays off (its default): it bounds every
 wait on the socket, so it also fires while an endpoint works and its client
 quietly waits for the answer, or while a long streaming response flows to a
@@ -52,6 +58,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from .._http.requests import DEFAULT_BODY_TIMEOUT as DEFAULT_BODY_TIMEOUT
 from .._runtime.background import UNWIND_GRACE, DrainReport, RuntimeState
 from ..middleware._stack import ASGIApp, find_app
+from .connections import check_max_connections, limit_connections
 
 if TYPE_CHECKING:
     from .._http.app import TrioAPI
@@ -208,6 +215,7 @@ async def serve(
     config: Config | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     handle_signals: bool = False,
+    max_connections: int | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> Server:
     """Serves ``app`` with hypercorn's trio worker until shut down.
@@ -224,11 +232,18 @@ async def serve(
         handle_signals: Run the graceful sequence on SIGTERM/SIGINT (main
             thread only); a second signal stops at once: every background
             task is cancelled and named, and gets 1 s to unwind.
+        max_connections: At most this many connections open at once, over
+            all binds; with that many open, new connections wait in the
+            backlog until one closes (none is refused). None: no limit.
         task_status: Receives the :class:`Server` once every bind listens.
 
     Returns:
         The same :class:`Server`, once stopped.
+
+    Raises:
+        ValueError: ``max_connections`` is below 1.
     """
+    check_max_connections(max_connections)
     config = make_config(app, bind, config)
     server = Server(app)
 
@@ -250,12 +265,13 @@ async def serve(
 
             async def run_hypercorn(task_status: trio.TaskStatus[list[str]]) -> None:
                 try:
-                    await hypercorn_serve(
-                        app,  # type: ignore[arg-type]
-                        config,
-                        shutdown_trigger=trigger,
-                        task_status=task_status,
-                    )
+                    with limit_connections(max_connections):
+                        await hypercorn_serve(
+                            app,  # type: ignore[arg-type]
+                            config,
+                            shutdown_trigger=trigger,
+                            task_status=task_status,
+                        )
                 finally:
                     # Stopped (gracefully or not): nothing else here may linger.
                     nursery.cancel_scope.cancel()

@@ -32,6 +32,9 @@ and the command still exited 0. This supervisor waits for every worker.
   replaced once a shutdown began.
 - A worker left with a background task that ignores cancellation exits
   without it after its drain, as ``python -m trioapi`` does (see ``cli.py``).
+- ``--max-connections N`` holds in each worker: a worker with N open
+  stops accepting, and the shared backlog feeds the others
+  (``connections.py``).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from hypercorn.utils import wrap_app
 
 from .._runtime.background import RuntimeState
 from ..middleware._stack import find_app
+from .connections import limit_connections
 
 logger = logging.getLogger("trioapi")
 
@@ -122,6 +126,8 @@ def run_workers(
     workers: int,
     settings: dict[str, Any],
     log_config: dict[str, Any],
+    *,
+    max_connections: int | None = None,
 ) -> int:
     """Runs ``workers`` worker processes serving ``target`` until shut down.
 
@@ -129,9 +135,11 @@ def run_workers(
         target: The app, as ``MODULE:ATTRIBUTE`` (each worker imports it).
         config: The hypercorn configuration (binds, timeouts, limits).
         workers: How many worker processes.
-        settings: ``drain_timeout`` and ``body_timeout`` to set on each
+        settings: ``drain_timeout``, ``body_timeout`` and ``body_min_rate`` to set on each
             worker's app after import.
         log_config: The logging configuration each worker applies first.
+        max_connections: The connections each worker keeps open at once at
+            most (None: no limit); more wait in the shared backlog.
 
     Returns:
         The exit code: 0 when every worker drained and exited cleanly.
@@ -150,7 +158,17 @@ def run_workers(
         served[slot] = 0
         return context.Process(
             target=_worker,
-            args=(target, config, sockets, shutdown, settings, log_config, served, slot),
+            args=(
+                target,
+                config,
+                sockets,
+                shutdown,
+                settings,
+                log_config,
+                served,
+                slot,
+                max_connections,
+            ),
             name=f"trioapi-worker-{slot}",
             daemon=True,
         )
@@ -264,6 +282,7 @@ def _worker(
     log_config: dict[str, Any],
     served: Any,
     slot: int,
+    max_connections: int | None = None,
 ) -> None:
     from .cli import load_app
 
@@ -275,16 +294,23 @@ def _worker(
         if settings["drain_timeout"] is not None:
             inner.background.drain_timeout = settings["drain_timeout"]
         inner.body_timeout = settings["body_timeout"]
+        if settings.get("body_min_rate") is not None:
+            inner.body_min_rate = settings["body_min_rate"] or None
     _listen(sockets, config.backlog)
 
     def serving() -> None:
         served[slot] = 1
 
-    trio.run(_serve, app, config, sockets, shutdown, serving)
+    trio.run(_serve, app, config, sockets, shutdown, serving, max_connections)
 
 
 async def _serve(
-    app: Any, config: Config, sockets: Sockets, shutdown: Connection, serving: Callable[[], None]
+    app: Any,
+    config: Config,
+    sockets: Sockets,
+    shutdown: Connection,
+    serving: Callable[[], None],
+    max_connections: int | None = None,
 ) -> None:
     async def trigger() -> None:
         # The supervisor's pipe turning readable (closed), or this worker's own SIGTERM.
@@ -301,21 +327,23 @@ async def _serve(
                 await trio.to_thread.run_sync(shutdown.poll, None, abandon_on_cancel=True)
                 nursery.cancel_scope.cancel()
 
-    async with trio.open_nursery() as nursery:
-        # hypercorn reports "started" once the lifespan started and it listens.
-        await nursery.start(
-            functools.partial(
-                worker_serve,
-                wrap_app(app, config.wsgi_max_body_size, "asgi"),
-                config,
-                sockets=sockets,
-                shutdown_trigger=trigger,
+    # The limit (and the accept log) apply to hypercorn's server started in here.
+    with limit_connections(max_connections):
+        async with trio.open_nursery() as nursery:
+            # hypercorn reports "started" once the lifespan started and it listens.
+            await nursery.start(
+                functools.partial(
+                    worker_serve,
+                    wrap_app(app, config.wsgi_max_body_size, "asgi"),
+                    config,
+                    sockets=sockets,
+                    shutdown_trigger=trigger,
+                )
             )
-        )
-        runtime = find_app(app)
-        if runtime is None or runtime.background.state is not RuntimeState.CLOSED:
-            # (hypercorn says "started" even when the app's startup failed)
-            serving()
+            runtime = find_app(app)
+            if runtime is None or runtime.background.state is not RuntimeState.CLOSED:
+                # (hypercorn says "started" even when the app's startup failed)
+                serving()
     stragglers = runtime.background.stragglers if runtime is not None else []
     if stragglers:
         from .cli import _exit_now
