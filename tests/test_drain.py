@@ -559,8 +559,42 @@ async def test_cancelled_task_names_are_kept_up_to_a_bound_and_counted_beyond_it
         with caplog.at_level(logging.WARNING, logger="trioapi.background"):
             report = await app.background.drain()
     assert report.cancelled == 150  # every task counted
-    assert len(report.cancelled_tasks) == 100  # names kept up to the bound
+    assert len(report.cancelled_tasks) == 100  # names kept in order up to the bound
     assert set(report.cancelled_tasks) <= {f"t{number}" for number in range(150)}
-    named = ", ".join(report.cancelled_tasks)
-    assert str(report).endswith(f"; cancelled: {named} and 50 more")
+    # ...and every one of them by name, in the log too.
+    assert dict(report.cancelled_by_name) == {f"t{number}": 1 for number in range(150)}
+    assert str(report).endswith("; cancelled: " + ", ".join(report.cancelled_by_name))
     assert caplog.records[-1].getMessage() == str(report)
+
+
+async def test_every_cut_off_task_is_named_with_its_count_beyond_10_000(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The finding: 10,686 cut off, the report named 10,000 "and 686 more".
+    app = TrioAPI(drain_timeout=1, max_pending_tasks=20_000)
+
+    async def forever() -> None:
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.background.run)
+        for number in range(10_686):
+            name = "send-email" if number % 2 else "resize-image"
+            app.background.options(name=name).add_task(forever)
+        app.background.options(name="export-csv").add_task(forever)
+        with caplog.at_level(logging.WARNING, logger="trioapi.background"):
+            report = await app.background.drain()
+    assert report.cancelled == 10_687
+    assert len(report.cancelled_tasks) == 10_000
+    assert sum(report.cancelled_by_name.values()) == report.cancelled
+    assert dict(report.cancelled_by_name) == {
+        "resize-image": 5_343,
+        "send-email": 5_343,
+        "export-csv": 1,
+    }
+    message = caplog.records[-1].getMessage()
+    assert message == str(report)
+    cut_off = message.split("; cancelled: ", 1)[1]
+    assert sorted(cut_off.split(", ")) == ["export-csv", "resize-image (5343)", "send-email (5343)"]
+    with pytest.raises(TypeError):
+        report.cancelled_by_name["send-email"] = 0  # type: ignore[index]

@@ -104,7 +104,7 @@ import time
 import traceback
 import types
 import uuid
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from contextvars import Context
 from typing import Any, Generic, ParamSpec, TypeVar, final
 
@@ -136,10 +136,11 @@ T = TypeVar("T")
 # tasks that shield themselves.
 UNWIND_GRACE = 1.0
 
-# How many cancelled (and abandoned) task names a runtime keeps for its drain
-# report, which logs them all: operators need to know what was cut off. The
-# bound only protects a long-lived app that cancels tasks all day; the counts
-# are always complete.
+# How many cancelled (and abandoned) task names a runtime keeps in the order
+# they ended, for its drain report's ``cancelled_tasks``/``abandoned_tasks``.
+# Beyond it, ``cancelled_by_name``/``abandoned_by_name`` still count every
+# task under its name (one entry per distinct name: tasks named after their
+# function share one), and the logged report lists every name with its count.
 REPORT_NAMES = 10_000
 
 # Runner tasks kept parked for the next groups once the queue is empty; a
@@ -484,6 +485,10 @@ class _SubmittingTasks(BackgroundTasks):
         return handle
 
 
+def _frozen_counts(counts: Mapping[str, int]) -> Mapping[str, int]:
+    return types.MappingProxyType(dict(counts))
+
+
 @final
 @attrs.frozen
 class DrainReport:
@@ -494,6 +499,10 @@ class DrainReport:
         cancelled_tasks, abandoned_tasks: Names of the tasks cut off by the
             drain or cancelled otherwise, in the order they ended (up to
             ``REPORT_NAMES``, 10,000; the counts are always complete).
+        cancelled_by_name, abandoned_by_name: Every such task counted under
+            its name, in the order the names first ended: complete however
+            many there were (memory: one entry, about 100 bytes, per distinct
+            name). ``str()`` lists these when the ordered names fell short.
         deadline_hit: The drain ran into ``drain_timeout``.
         started_at, finished_at: trio clock times of the drain.
         resumable: Durable tasks the drain cut off (or never started), left
@@ -513,6 +522,8 @@ class DrainReport:
     finished_at: float
     resumable: int = 0
     durable: bool = False
+    cancelled_by_name: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_counts)
+    abandoned_by_name: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_counts)
 
     @property
     def total(self) -> int:
@@ -538,15 +549,24 @@ class DrainReport:
         if self.durable:
             text += f", {self.resumable} resumable"
         if self.cancelled_tasks:
-            text += f"; cancelled: {_names(self.cancelled_tasks, self.cancelled)}"
+            text += "; cancelled: " + _names(
+                self.cancelled_tasks, self.cancelled_by_name, self.cancelled
+            )
         if self.abandoned_tasks:
-            text += f"; abandoned: {_names(self.abandoned_tasks, self.abandoned)}"
+            text += "; abandoned: " + _names(
+                self.abandoned_tasks, self.abandoned_by_name, self.abandoned
+            )
         return text
 
 
-def _names(names: tuple[str, ...], count: int) -> str:
-    shown = ", ".join(names)
-    return shown if count <= len(names) else f"{shown} and {count - len(names)} more"
+def _names(names: tuple[str, ...], by_name: Mapping[str, int], count: int) -> str:
+    # Each name in the order the tasks ended, while they all fit; beyond the
+    # bound, every name once with its count ("send-email (9000)"), complete.
+    if count <= len(names):
+        return ", ".join(names)
+    if sum(by_name.values()) < count:  # a report made without the counts
+        return f"{', '.join(names)} and {count - len(names)} more"
+    return ", ".join(f"{name} ({times})" if times > 1 else name for name, times in by_name.items())
 
 
 ErrorHook = Callable[["TaskHandle[Any]", BaseException], Any]
@@ -654,6 +674,10 @@ class BackgroundRuntime:
         self._ended_names: dict[TaskState, list[str]] = {
             TaskState.CANCELLED: [],
             TaskState.ABANDONED: [],
+        }
+        self._ended_counts: dict[TaskState, dict[str, int]] = {
+            TaskState.CANCELLED: {},
+            TaskState.ABANDONED: {},
         }
         self._nursery: trio.Nursery | None = None
         # Submitted groups not yet taken by a runner, with the context they
@@ -881,6 +905,8 @@ class BackgroundRuntime:
         self._live.clear()
         for names in self._ended_names.values():
             names.clear()
+        for counts in self._ended_counts.values():
+            counts.clear()
         self._idle = None
 
     def _require(self, state: RuntimeState, action: str) -> None:
@@ -1465,11 +1491,13 @@ class BackgroundRuntime:
         self._finish(handle, TaskState.ABANDONED if abandoned else TaskState.CANCELLED)
 
     def _note_name(self, state: TaskState, name: str) -> None:
-        # The report names the tasks that were cut off, up to a bound: a drain
-        # that cancels 10,000 tasks should not keep (or log) 10,000 names.
+        # The report names the tasks that were cut off: in order up to a
+        # bound, and counted per name without one (see REPORT_NAMES).
         names = self._ended_names[state]
         if len(names) < REPORT_NAMES:
             names.append(name)
+        counts = self._ended_counts[state]
+        counts[name] = counts.get(name, 0) + 1
 
     async def _fail(self, handle: TaskHandle[Any], error: BaseException) -> None:
         # Logged and reported to the hooks before the task counts as finished:
@@ -2044,6 +2072,8 @@ class BackgroundRuntime:
             skipped=self.skipped,
             cancelled_tasks=tuple(self._ended_names[TaskState.CANCELLED]),
             abandoned_tasks=tuple(self._ended_names[TaskState.ABANDONED]),
+            cancelled_by_name=self._ended_counts[TaskState.CANCELLED],
+            abandoned_by_name=self._ended_counts[TaskState.ABANDONED],
             deadline_hit=deadline_hit,
             started_at=started,
             finished_at=trio.current_time(),
