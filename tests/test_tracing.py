@@ -185,6 +185,40 @@ async def test_a_durable_task_that_fails_once_is_two_consumer_spans_in_one_trace
     assert first.kind is SpanKind.CONSUMER
 
 
+async def test_the_task_counter_bounds_its_names_and_active_requests_go_up_and_down(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trioapi._observability import otel
+
+    monkeypatch.setattr(otel, "MAX_TASK_NAMES", 2)
+    app = TrioAPI()
+    _, reader = instrumented(app)
+    seen: list[int] = []
+
+    async def job() -> None:
+        pass
+
+    @app.get("/active")
+    async def active() -> None:
+        # Collected while this request is served: it counts itself.
+        (point,) = metric_points(reader)["http.server.active_requests"]
+        seen.append(point.value)
+
+    async with TestClient(app) as client:
+        for name in ("a", "b", "c", "d"):
+            await app.background.options(name=name).add_task(job)
+        await client.get("/active")
+    counts = {
+        point.attributes["trioapi.task.name"]: point.value
+        for point in metric_points(reader)["trioapi.background.tasks"]
+    }
+    assert counts == {"a": 1, "b": 1, "other": 2}
+    assert seen == [1]
+    (after,) = metric_points(reader)["http.server.active_requests"]
+    assert after.value == 0
+    assert after.attributes == {"http.request.method": "GET", "url.scheme": "http"}
+
+
 def test_import_trioapi_does_not_import_opentelemetry() -> None:
     import subprocess
     import sys
