@@ -219,6 +219,44 @@ async def test_the_task_counter_bounds_its_names_and_active_requests_go_up_and_d
     assert after.attributes == {"http.request.method": "GET", "url.scheme": "http"}
 
 
+@pytest.mark.parametrize("middleware_first", [True, False])
+async def test_the_request_span_is_outside_every_middleware(middleware_first: bool) -> None:
+    app = TrioAPI()
+
+    def refuse(inner: Any) -> Any:
+        async def layer(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"] == "/refused":
+                await send({"type": "http.response.start", "status": 418, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await inner(scope, receive, send)
+
+        return layer
+
+    if middleware_first:
+        app.add_middleware(refuse)
+        exporter, _ = instrumented(app)
+    else:
+        exporter, _ = instrumented(app)
+        app.add_middleware(refuse)
+
+    @app.get("/ok")
+    async def ok() -> int:
+        return 1
+
+    async with TestClient(app) as client:
+        refused = await client.get("/refused")
+        served = await client.get("/ok")
+    assert (refused.status_code, served.status_code) == (418, 200)
+    spans = exporter.get_finished_spans()
+    assert [(span.name, span.attributes["http.response.status_code"]) for span in spans] == [  # type: ignore[index]
+        ("GET", 418),
+        ("GET /ok", 200),
+    ]
+    with pytest.raises(RuntimeError, match="call instrument\\(\\) first"):
+        app.instrument()
+
+
 def test_import_trioapi_does_not_import_opentelemetry() -> None:
     import subprocess
     import sys

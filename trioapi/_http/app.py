@@ -18,6 +18,7 @@ One request, start to end (``TrioAPI._run``):
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -142,16 +143,6 @@ async def _framework_error_handler(request: Request, exc: TrioAPIError) -> Respo
     if exc.status_hint >= 500:
         return _server_error()
     return JSONResponse({"detail": str(exc)}, status_code=exc.status_hint)
-
-
-class _TelemetryLayer:
-    """The ASGI layer of ``app.instrument()``: the request's SERVER span."""
-
-    def __init__(self, app: ASGIApp, telemetry: Any) -> None:
-        self._call = telemetry.middleware(app)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._call(scope, receive, send)
 
 
 def _server_error() -> Response:
@@ -446,8 +437,8 @@ class TrioAPI(APIRouter):
         A SERVER span per request, ended at its last byte; a span per
         background task (CONSUMER spans per attempt for durable tasks, in the
         trace of the request that committed them); HTTP and task metrics. See
-        ``docs/observability.md``. Call it before the app starts, after
-        adding middleware (its layer goes outermost).
+        ``docs/observability.md``. Call it before the app starts; its layer
+        is outermost, around any middleware added before or after.
 
         Args:
             tracer_provider, meter_provider: The SDK's providers; the global
@@ -458,8 +449,16 @@ class TrioAPI(APIRouter):
         """
         from .._observability.otel import Telemetry
 
+        if self.middleware_stack is not None or self.background.state is not RuntimeState.IDLE:
+            msg = "Cannot instrument an application that has started: call instrument() first"
+            raise RuntimeError(msg)
         telemetry = Telemetry(self, tracer_provider, meter_provider)
-        self.add_middleware(_TelemetryLayer, telemetry=telemetry)
+        # Outermost, around any middleware (build_stack puts it there); with
+        # none, __call__ enters it directly, without the stack's two layers.
+        self._telemetry = telemetry
+        # TrioAPI.__call__ itself, as the stack's bottom calls it: a subclass's
+        # override already ran on the way in.
+        self._traced_call = functools.partial(TrioAPI.__call__, self)
         self.background._tracing = telemetry
         self.background.observe(telemetry)
         return telemetry
@@ -640,6 +639,9 @@ class TrioAPI(APIRouter):
     middleware_stack: ASGIApp | None = None
     """The middleware around the app, built from ``user_middleware`` on the first call."""
 
+    _telemetry: Any = None
+    """``app.instrument()``'s ``Telemetry``: its layer is outermost (see ``__call__``)."""
+
     def add_middleware(
         self,
         middleware_class: MiddlewareFactory[MiddlewareOptions],
@@ -707,10 +709,16 @@ class TrioAPI(APIRouter):
         # between the server and the endpoint, so each frame costs per request.
         if self.root_path:
             scope["root_path"] = self.root_path  # TrioAPI(root_path=...), as FastAPI sets it
-        if self.user_middleware and scope.get(INNERMOST) is not self:
-            # Into the middleware stack, at whose bottom it calls us again (_stack.py).
-            await (self.middleware_stack or self._build_stack())(scope, receive, send)
-            return
+        if (self.user_middleware or self._telemetry) and scope.get(INNERMOST) is not self:
+            if self.user_middleware:
+                # Into the middleware stack, at whose bottom it calls us again (_stack.py).
+                await (self.middleware_stack or self._build_stack())(scope, receive, send)
+                return
+            if scope["type"] == "http":
+                # Traced, no middleware: the request's span around our own call.
+                scope[INNERMOST] = self
+                await self._telemetry._serve(self._traced_call, scope, receive, send)
+                return
         kind = scope["type"]
         if kind != "http":
             await self._other(kind, scope, receive, send)

@@ -144,6 +144,9 @@ def build_stack(app: TrioAPI) -> ASGIApp:
     inner: ASGIApp = _Innermost(app, TrioAPI.__call__)
     for cls, args, kwargs in reversed(app.user_middleware):
         inner = cls(inner, *args, **kwargs)
+    telemetry = app._telemetry
+    if telemetry is not None:
+        inner = telemetry.middleware(inner)  # app.instrument(): around every middleware
     return _ServerErrors(inner, app)
 
 
