@@ -37,6 +37,7 @@ servers under wrk (``profile_server.md``), and ``bench/chart.py`` draws
     python bench/run.py --micro-only    # in-process only (no wrk needed)
     python bench/run.py --rounds 3 --duration 3 --frameworks trioapi,raw
     python bench/run.py --e2e-only --frameworks raw,trioapi,trioapi-async,trioapi-notask
+    python bench/run.py --e2e-only --frameworks trioapi,traced --routes GET,POST
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ FRAMEWORKS: dict[str, str] = {
     "raw ASGI": "app_raw.py",
     "trioapi": "app_trioapi.py",
     "trioapi (durable SQLite)": "app_trioapi_durable.py",
+    # OpenTelemetry on (app.instrument(), the SDK's providers, a no-op span
+    # exporter): what tracing costs. Its app reports the spans it exported.
+    "trioapi (traced)": "app_trioapi_traced.py",
     "FastAPI": "app_fastapi.py",
     "Starlette": "app_starlette.py",
     "Quart-Trio": "app_quart_trio.py",
@@ -94,6 +98,7 @@ VARIANTS: dict[str, str] = {
     "trioapi (queue thread)": "app_trioapi_queue.py",
 }
 NO_LOG = {"trioapi (no task)"}
+TRACED = {"trioapi (traced)"}  # apps that print a BENCH_OTEL line at shutdown
 APP_FILES = FRAMEWORKS | VARIANTS
 ALIASES = {
     "raw": "raw ASGI",
@@ -107,6 +112,8 @@ ALIASES = {
     "trioapi-queue": "trioapi (queue thread)",
     "durable": "trioapi (durable SQLite)",
     "trioapi-durable": "trioapi (durable SQLite)",
+    "traced": "trioapi (traced)",
+    "trioapi-traced": "trioapi (traced)",
 }
 EMAIL = "bench@example.com"
 
@@ -238,8 +245,8 @@ def wrk_route_args(route: str, bodies: dict[str, Body]) -> list[str]:
     return [spec.method, str(body.path), body.content_type]
 
 
-PACKAGES = ("trioapi", "hypercorn", "trio", "h11", "fastapi", "starlette", "pydantic")
-PACKAGES += ("anyio", "quart", "quart-trio", "matplotlib")
+PACKAGES: tuple[str, ...] = ("trioapi", "hypercorn", "trio", "h11", "fastapi", "starlette")
+PACKAGES += ("pydantic", "anyio", "quart", "quart-trio", "matplotlib", "opentelemetry-sdk")
 
 START_TIMEOUT = 30.0  # seconds for a server to answer its first request
 STOP_TIMEOUT = 60.0  # seconds for a graceful stop (trioapi drains for up to 25 s)
@@ -541,6 +548,28 @@ def server_errors(path: Path) -> list[str]:
     return [line for line in text.splitlines() if "[ERROR]" in line or "Traceback" in line]
 
 
+def telemetry_line(path: Path) -> dict[str, Any] | None:
+    """The ``BENCH_OTEL {json}`` line a traced app prints at shutdown, if any.
+
+    What its OpenTelemetry providers saw: ``spans_exported`` (by the no-op
+    exporter), and the ``requests`` and ``tasks`` its metrics counted.
+    """
+    text = path.read_text(errors="replace") if path.exists() else ""
+    found = re.findall(r"^BENCH_OTEL (\{.*\})$", text, re.MULTILINE)
+    if not found:
+        return None
+    try:
+        report: dict[str, Any] = json.loads(found[-1])
+    except ValueError:
+        return None
+    return report
+
+
+def spans_complete(otel: dict[str, Any]) -> bool:
+    """Every request and every task had its span exported: a SERVER span each, a task span each."""
+    return bool(otel["requests"]) and otel["spans_exported"] == otel["requests"] + otel["tasks"]
+
+
 def one_session(
     framework: str,
     round_number: int,
@@ -579,6 +608,7 @@ def one_session(
     lines = count_lines(session.log)
     errors = server_errors(session.stderr_path)
     counted = framework not in NO_LOG
+    traced = framework in TRACED
     return {
         "framework": framework,
         "round": round_number,
@@ -589,6 +619,7 @@ def one_session(
         "lost_tasks": max(0, session.post_ok - lines) if counted else None,
         "unanswered": max(0, lines - session.post_ok) if counted else None,
         "server_error_lines": errors[:20],
+        **({"otel": telemetry_line(session.stderr_path)} if traced else {}),
         **stopped,
     }
 
@@ -661,6 +692,16 @@ def run_e2e(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
         entry["stop_seconds"] = statistics.median(s["stop_seconds"] for s in mine)
         entry["server_error_lines"] = sum(len(s["server_error_lines"]) for s in mine)
         entry["wrong_answers"] = sorted({r for s in mine for r in s["wrong_answers"]})
+        if framework in TRACED:
+            reports = [s["otel"] for s in mine if s.get("otel")]
+            entry["otel"] = {
+                key: sum(r[key] for r in reports)
+                for key in ("spans_exported", "export_batches", "requests", "tasks")
+            }
+            entry["otel"]["sessions_without_report"] = len(mine) - len(reports)
+            entry["otel"]["sessions_with_missing_spans"] = sum(
+                not spans_complete(r) for r in reports
+            )
         summary[framework] = entry
     return {
         "config": {
@@ -787,6 +828,15 @@ def e2e_markdown(e2e: dict[str, Any]) -> str:
             cells.append(f"{stats['p99_ms']:.1f}" if stats else "n/a")
             cells.append(_cpu_cells(stats)[0])
         lines.append("| " + " | ".join(cells) + " |")
+    for name, entry in summary.items():
+        if otel := entry.get("otel"):
+            lines += [
+                "",
+                f"{name}: OpenTelemetry SDK, BatchSpanProcessor to a no-op exporter, "
+                f"InMemoryMetricReader; {otel['spans_exported']:,} spans exported "
+                f"(in {otel['export_batches']:,} batches) for the {otel['requests']:,} requests "
+                f"and {otel['tasks']:,} tasks its metrics counted, all rounds and warm-ups",
+            ]
     problems = [
         f"{name}: {entry[route]['non_2xx']} non-2xx and {entry[route]['socket_errors']} "
         f"socket errors on {route}"
@@ -799,6 +849,17 @@ def e2e_markdown(e2e: dict[str, Any]) -> str:
         for name, entry in summary.items()
         if entry["server_error_lines"]
     ]
+    for name, entry in summary.items():
+        otel = entry.get("otel")
+        if otel and otel["sessions_without_report"]:
+            problems.append(
+                f"{name}: {otel['sessions_without_report']} session(s) printed no BENCH_OTEL line"
+            )
+        if otel and otel["sessions_with_missing_spans"]:
+            problems.append(
+                f"{name}: {otel['sessions_with_missing_spans']} session(s) exported fewer spans "
+                "than requests + tasks (or none)"
+            )
     problems += [
         f"{session['framework']} round {session['round'] + 1}: {route} not measured, "
         f"wrong answer: {problem}"
@@ -828,7 +889,7 @@ def targets_markdown(results: dict[str, Any]) -> str:
 
     def vs(other: str, route: str) -> float | None:
         if route in summary.get("trioapi", {}) and route in summary.get(other, {}):
-            return summary["trioapi"][route]["median"] / summary[other][route]["median"]
+            return float(summary["trioapi"][route]["median"] / summary[other][route]["median"])
         return None
 
     for route, other, target in (("GET", "raw ASGI", 0.95), ("POST", "raw ASGI", 0.90)):
@@ -853,7 +914,33 @@ def targets_markdown(results: dict[str, Any]) -> str:
                 ratio = post / summary[other]["POST"]["median"]
                 name = f"end-to-end POST, durable SQLite task {TIMES} {other} {GE} {target:.2f}"
                 rows.append((name, _target_ratio(ratio), ratio >= target))
-    for name in ("trioapi", "trioapi (durable SQLite)"):
+    traced = summary.get("trioapi (traced)", {})
+    # The issue's target is POST's: tracing costs at most 10 %. GET is shown.
+    traced_targets: tuple[tuple[str, float | None], ...] = (("GET", None), ("POST", 0.90))
+    for route, traced_target in traced_targets:
+        if route in traced and route in summary.get("trioapi", {}):
+            ratio = traced[route]["median"] / summary["trioapi"][route]["median"]
+            if traced_target is None:
+                name = f"end-to-end {route}, traced {TIMES} trioapi (no target)"
+                rows.append((name, _target_ratio(ratio), None))
+            else:
+                name = (
+                    f"end-to-end {route}, traced {TIMES} trioapi {GE} {traced_target:.2f} "
+                    f"(tracing overhead {LE} {1 - traced_target:.0%})"
+                )
+                rows.append((name, _target_ratio(ratio), ratio >= traced_target))
+    if otel := traced.get("otel"):
+        complete = not otel["sessions_without_report"] and not otel["sessions_with_missing_spans"]
+        rows.append(
+            (
+                "traced: a span exported per request and per task (spans = requests + tasks)",
+                f"{otel['spans_exported']:,} = {otel['requests']:,} + {otel['tasks']:,}"
+                if complete
+                else f"{otel['spans_exported']:,} vs {otel['requests']:,} + {otel['tasks']:,}",
+                complete,
+            )
+        )
+    for name in ("trioapi", "trioapi (durable SQLite)", "trioapi (traced)"):
         if "POST" in summary.get(name, {}):
             lost = summary[name]["lost_tasks"]
             rows.append((f"lost tasks = 0 ({name})", str(lost), lost == 0))
@@ -951,7 +1038,7 @@ def run_profiles(args: argparse.Namespace, folder: Path, wrk: str | None) -> lis
     subprocess.run(command, check=True, timeout=600, stdout=subprocess.DEVNULL)
     if wrk is None:
         return written
-    parts = []
+    parts: list[str] = []
     with tempfile.TemporaryDirectory(prefix="trioapi-profile-") as scratch:
         for framework, route in SERVER_PROFILES:
             part = Path(scratch) / f"{len(parts)}.md"
@@ -974,7 +1061,8 @@ def run_micro(args: argparse.Namespace) -> dict[str, Any]:
         if args.quick:
             command.append("--quick")
         subprocess.run(command, check=True, timeout=900, stdout=subprocess.DEVNULL)
-        return json.loads(out.read_text())
+        found: dict[str, Any] = json.loads(out.read_text())
+        return found
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -993,7 +1081,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(FRAMEWORKS),
         help="comma-separated, from: "
         + ", ".join(FRAMEWORKS)
-        + " (default: all of these), and the diagnostics trioapi-async, trioapi-notask,"
+        + " (default: all of these; aliases raw, durable, traced, quart),"
+        + " and the diagnostics trioapi-async, trioapi-notask,"
         + " trioapi-queue, raw-spawn, raw-thread, raw-queue",
     )
     parser.add_argument(
