@@ -15,6 +15,28 @@ if TYPE_CHECKING:
     from .._runtime.background import DrainReport, TaskHandle, TaskState
 
 
+class TaskNames:
+    """Task names as metric labels: the first ``limit`` distinct ones, then ``"other"``.
+
+    Labels are bounded so that an app naming its tasks by their arguments
+    cannot grow a metric's series (and its memory) without end.
+    """
+
+    __slots__ = ("_limit", "_names")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._names: set[str] = set()
+
+    def label(self, name: str) -> str:
+        if name in self._names:
+            return name
+        if len(self._names) >= self._limit:
+            return "other"
+        self._names.add(name)
+        return name
+
+
 class TaskObserver:
     """Receives the runtime's events; every method does nothing by default."""
 

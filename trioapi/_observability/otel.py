@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .events import TaskObserver
+from .events import TaskNames, TaskObserver
 
 if TYPE_CHECKING:
     from .._http.app import TrioAPI
@@ -88,7 +88,7 @@ class Telemetry(TaskObserver):
         # (method, scheme) -> requests being served; (name, outcome) -> tasks ended.
         self._active: dict[tuple[str, str], int] = {}
         self._ended: dict[tuple[str, str], int] = {}
-        self._names: set[str] = set()
+        self._names = TaskNames(MAX_TASK_NAMES)
         self._observation = metrics.Observation
         meter.create_observable_up_down_counter(
             "http.server.active_requests",
@@ -138,14 +138,6 @@ class Telemetry(TaskObserver):
             self._observation(count, {"trioapi.task.name": name, "trioapi.task.outcome": outcome})
             for (name, outcome), count in list(self._ended.items())
         ]
-
-    def _task_label(self, name: str) -> str:
-        if name in self._names:
-            return name
-        if len(self._names) >= MAX_TASK_NAMES:
-            return "other"
-        self._names.add(name)
-        return name
 
     # --- requests ------------------------------------------------------------------------
 
@@ -325,7 +317,7 @@ class Telemetry(TaskObserver):
         wait: float | None,
     ) -> None:
         self._end(handle, state.value, handle.exception)
-        name = self._task_label(handle.name)
+        name = self._names.label(handle.name)
         key = (name, state.value)
         self._ended[key] = self._ended.get(key, 0) + 1
         if duration is not None:

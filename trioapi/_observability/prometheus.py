@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .events import TaskObserver
+from .events import TaskNames, TaskObserver
 
 if TYPE_CHECKING:
     from .._runtime.background import BackgroundRuntime, DrainReport, TaskHandle, TaskState
@@ -57,7 +57,7 @@ class PrometheusMetrics(TaskObserver):
         self.client = client
         self.runtime = runtime
         self.registry = registry if registry is not None else client.CollectorRegistry()
-        self._names: set[str] = set()
+        self._names = TaskNames(MAX_TASK_NAMES)
         r = self.registry
         self.tasks = client.Counter(
             "trioapi_background_tasks",
@@ -162,12 +162,7 @@ class PrometheusMetrics(TaskObserver):
         self._gauges["threads_queued"].set(self._queued())
 
     def _label(self, name: str) -> str:
-        if name in self._names:
-            return name
-        if len(self._names) >= MAX_TASK_NAMES:
-            return "other"
-        self._names.add(name)
-        return name
+        return self._names.label(name)
 
     # --- events --------------------------------------------------------------------------
 
