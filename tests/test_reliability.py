@@ -150,7 +150,7 @@ def test_serve_and_the_command_line_set_the_documented_limits() -> None:
     assert app.max_body_size == 16 * 1024 * 1024
 
     args = build_parser().parse_args(["m:app"])
-    assert (args.body_timeout, args.keep_alive_timeout, args.max_head_size) == (60, 5, 16384)
+    assert (args.body_timeout, args.keep_alive_timeout, args.max_head_size) == (None, 5, 16384)
     args = build_parser().parse_args(
         ["m:app", "--max-head-size", "32768", "--keep-alive-timeout", "2", "--body-timeout", "0"]
     )
@@ -166,6 +166,9 @@ def test_the_body_timeout_is_the_apps_and_the_command_line_sets_it() -> None:
     assert app.body_timeout is None
     configure(app, build_parser().parse_args(["m:app", "--body-timeout", "12"]))
     assert app.body_timeout == 12
+    chosen = TrioAPI(body_timeout=120)
+    configure(chosen, build_parser().parse_args(["m:app"]))
+    assert chosen.body_timeout == 120, "without the flag, the app's own value stands"
 
 
 def test_the_body_min_rate_is_the_apps_unless_the_command_line_sets_it() -> None:

@@ -147,10 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--body-timeout",
         type=float,
-        default=DEFAULT_BODY_TIMEOUT,
+        default=None,
         help=(
             "seconds a request body may stop arriving before the request gets 408; "
-            f"0 disables (default {DEFAULT_BODY_TIMEOUT:g})"
+            f"0 disables (default: the app's, {DEFAULT_BODY_TIMEOUT:g} unless it sets "
+            "body_timeout=)"
         ),
     )
     parser.add_argument(
@@ -227,7 +228,8 @@ def configure(app: ASGIApp, args: argparse.Namespace) -> Config:
     if inner is not None:
         if args.drain_timeout is not None:
             inner.background.drain_timeout = args.drain_timeout
-        inner.body_timeout = args.body_timeout or None
+        if args.body_timeout is not None:
+            inner.body_timeout = args.body_timeout or None
         if args.body_min_rate is not None:
             inner.body_min_rate = args.body_min_rate or None
     return make_config(app, args.bind or ["127.0.0.1:8000"], config)
@@ -244,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.workers < 1:
         raise SystemExit("--workers must be at least 1")
-    if args.body_timeout < 0 or args.keep_alive_timeout <= 0:
+    if (args.body_timeout is not None and args.body_timeout < 0) or args.keep_alive_timeout <= 0:
         raise SystemExit("--body-timeout must be >= 0 and --keep-alive-timeout > 0 seconds")
     if args.body_min_rate is not None and args.body_min_rate < 0:
         raise SystemExit("--body-min-rate must be >= 0 bytes per second (0 disables)")
