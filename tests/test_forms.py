@@ -21,14 +21,14 @@ import sys
 import threading
 from collections.abc import AsyncIterator, MutableMapping
 from tempfile import SpooledTemporaryFile
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
 import trio
 import trio.testing
 
-from trioapi import Depends, MalformedRequestError, Request, TrioAPI
+from trioapi import APIRouter, Depends, Form, MalformedRequestError, Request, TrioAPI
 from trioapi._http import forms
 from trioapi._http.forms import check_form_limits, parse_form
 from trioapi._http.uploads import FormData, UploadFile
@@ -590,6 +590,76 @@ def test_form_limits_settings_are_checked_and_copied() -> None:
     for bad, word in bad_limits:
         with pytest.raises(ValueError, match=word):
             check_form_limits(bad)
+
+
+async def text_field(text: Annotated[str, Form()]) -> str:
+    return text
+
+
+async def test_form_limits_merge_setting_by_setting_from_the_app_down_to_the_route() -> None:
+    # Each level sets something else; where two set the same, the inner wins.
+    inner = APIRouter(form_limits={"max_fields": 1})
+    inner.post("/", form_limits={"max_part_size": 3})(text_field)
+    outer = APIRouter()
+    outer.include_router(inner, form_limits={"max_fields": 4})
+    app = TrioAPI(form_limits={"max_part_size": 1})
+    app.include_router(outer, prefix="/none", form_limits={"max_files": 0})
+    app.include_router(outer, prefix="/one", form_limits={"max_files": 1})
+    with_file = [("text", (None, "abc")), ("file", ("f.txt", b"12345"))]
+    async with TestClient(app) as client:
+        no_files = await client.post("/none/", files=with_file)
+        one_file = await client.post("/one/", files=with_file)
+        two_fields = await client.post("/one/", files=[*with_file, ("text", (None, "z"))])
+        too_long = await client.post("/one/", files={"text": (None, "abcd")})
+    assert no_files.status_code == 400
+    assert "max_files=0" in no_files.json()["detail"]
+    assert (one_file.status_code, one_file.json()) == (200, "abc")  # part size 3, not the app's 1
+    assert two_fields.status_code == 400
+    assert "max_fields=1" in two_fields.json()["detail"]  # the router's 1, not the inclusion's 4
+    assert too_long.status_code == 400
+    assert "max_part_size=3" in too_long.json()["detail"]
+    assert app.routes[-1].form_limits == {"max_files": 1, "max_fields": 1, "max_part_size": 3}
+
+
+async def test_a_route_raises_one_limit_and_keeps_the_apps_others() -> None:
+    app = TrioAPI(form_limits={"max_fields": 2})
+    app.post("/notes")(text_field)
+    app.post("/documents", form_limits={"max_part_size": 2 * 1024 * 1024})(text_field)
+    long_text = "x" * (1024 * 1024 + 1)  # over the default 1 MiB per field
+    async with TestClient(app) as client:
+        note = await client.post("/notes", data={"text": long_text})
+        document = await client.post("/documents", data={"text": long_text})
+        crowded = await client.post("/documents", data={"text": "a", "b": "1", "c": "2"})
+    assert note.status_code == 400
+    assert document.json() == long_text
+    assert crowded.status_code == 400
+    assert "max_fields=2" in crowded.json()["detail"]
+
+
+async def test_form_limits_are_for_automatic_parsing_and_are_checked_where_set() -> None:
+    limits = {"max_fields": 0}
+    app = TrioAPI(form_limits=limits)
+    limits["max_fields"] = 5  # the app keeps its copy
+
+    @app.post("/manual")
+    async def manual(request: Request) -> str:
+        async with request.form(max_fields=1) as form:  # its own limits, not the app's
+            return str(form["text"])
+
+    app.post("/auto")(text_field)
+    async with TestClient(app) as client:
+        manual_answer = await client.post("/manual", data={"text": "ok"})
+        auto_answer = await client.post("/auto", data={"text": "ok"})
+    assert (manual_answer.status_code, manual_answer.json()) == (200, "ok")
+    assert auto_answer.status_code == 400
+    for make in (
+        lambda: TrioAPI(form_limits={"max_parts": 1}),
+        lambda: APIRouter(form_limits={"max_files": -1}),
+        lambda: TrioAPI().include_router(APIRouter(), form_limits={"max_fields": False}),
+        lambda: TrioAPI().post("/", form_limits={"max_part_size": 1.5})(text_field),
+    ):
+        with pytest.raises(ValueError, match="form limit"):
+            make()
 
 
 async def test_parse_form_refuses_a_negative_limit() -> None:

@@ -87,6 +87,18 @@ def check_form_limits(limits: Mapping[str, object] | None) -> dict[str, int]:
     return checked
 
 
+def merge_form_limits(
+    outer: Mapping[str, int] | None, inner: Mapping[str, int] | None
+) -> dict[str, int] | None:
+    """Limits of an enclosing level (an app, a router, an ``include_router``) under a route's.
+
+    Setting by setting, the inner one wins: a route's ``max_part_size`` and
+    its router's ``max_fields`` both hold. None when neither sets any.
+    """
+    merged = {**(outer or {}), **(inner or {})}
+    return merged or None
+
+
 def form_media_type(content_type: str | None) -> str | None:
     """``"multipart/form-data"`` or ``"application/x-www-form-urlencoded"`` for a
     ``Content-Type`` value that names one of them, else None."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, final
 import attrs
 
 from .._exceptions import RouteDefinitionError
+from .forms import check_form_limits, merge_form_limits
 from .mounts import Mount, URLPath, url_path_for
 
 if TYPE_CHECKING:
@@ -229,6 +230,8 @@ class APIRoute:
             self.unservable = str(error)
         if self.name is None:
             self.name = getattr(self.endpoint, "__name__", None) or type(self.endpoint).__name__
+        # A checked copy (a later change to the caller's dict changes nothing).
+        self.form_limits = check_form_limits(self.form_limits) or None
 
     @property
     def path_format(self) -> str:
@@ -534,7 +537,7 @@ class APIRouter:
         self.generate_unique_id_function = generate_unique_id_function
         self.strict_content_type = strict_content_type
         self.max_body_size = max_body_size
-        self.form_limits = form_limits
+        self.form_limits = check_form_limits(form_limits) or None
         self.max_json_memory = max_json_memory
         self.routes: list[APIRoute] = list(routes or [])
         self.websocket_routes: list[APIWebSocketRoute] = []
@@ -634,11 +637,12 @@ class APIRouter:
             "generate_unique_id_function",
             "strict_content_type",
             "max_body_size",
-            "form_limits",
             "max_json_memory",
         ):
             if options.get(key) is None:
                 options[key] = getattr(self, key)
+        # Form limits merge, one setting at a time: the route's over the router's.
+        options["form_limits"] = merge_form_limits(self.form_limits, options.get("form_limits"))
         if self.responses:
             options["responses"] = {**self.responses, **(options.get("responses") or {})}
         if self.callbacks:
@@ -743,6 +747,7 @@ class APIRouter:
         options and above this router's defaults, as in FastAPI.
         """
         _check_prefix(prefix, "include_router")
+        form_limits = check_form_limits(form_limits) or None
         if router is self:
             msg = "a router cannot include itself"
             raise RouteDefinitionError(msg)
@@ -754,11 +759,11 @@ class APIRouter:
                 ("deprecated", deprecated),
                 ("generate_unique_id_function", generate_unique_id_function),
                 ("max_body_size", max_body_size),
-                ("form_limits", form_limits),
                 ("max_json_memory", max_json_memory),
             ):
                 if options[key] is None:
                     options[key] = value
+            options["form_limits"] = merge_form_limits(form_limits, options["form_limits"])
             if responses:
                 options["responses"] = {**responses, **(options["responses"] or {})}
             if callbacks:

@@ -181,8 +181,15 @@ class RequestContext:
             await self._request.close()
 
     async def form(self) -> Any:
-        """The request's form, parsed once (its files are closed when the request ends)."""
-        return await self.request.form()
+        """The request's form, parsed once (its files are closed when the request ends).
+
+        Parsed with the route's ``form_limits`` (its own over its routers'
+        and the app's), FastAPI's limits for the automatic parsing of
+        ``Form``, ``File`` and ``UploadFile`` parameters; an endpoint's own
+        ``request.form()`` gets the defaults or what it passes.
+        """
+        limits = getattr(self.scope.get("route"), "form_limits", None)
+        return await (self.request.form(**limits) if limits else self.request.form())
 
     @property
     def query(self) -> QueryParams:
