@@ -36,6 +36,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, get_args
 
+from .._exceptions import MalformedRequestError
+
 DEFAULT_MAX_JSON_MEMORY = 48 * 1024 * 1024
 """The price over which a JSON body gets 413 (``TrioAPI(max_json_memory=)``, per route too)."""
 
@@ -105,6 +107,20 @@ def json_memory_limit(route: Any, app: Any) -> float | None:
     if limit is None:
         limit = getattr(app, "max_json_memory", DEFAULT_MAX_JSON_MEMORY)
     return limit
+
+
+def check_json_memory(raw: bytes, route: Any, app: Any, models: bool) -> None:
+    """Refuses a JSON body whose price is over the route's limit, before it is decoded.
+
+    Raises:
+        MalformedRequestError: 413, naming the price and the limit.
+    """
+    limit = json_memory_limit(route, app)
+    if limit is None or not needs_counting(len(raw), limit):
+        return
+    cost = price(raw, models)
+    if cost > limit:
+        raise MalformedRequestError(too_costly_message(cost, limit), status_code=413)
 
 
 def too_costly_message(cost: int, limit: float) -> str:

@@ -18,7 +18,7 @@ from .forms import (
     PendingForm,
     parse_form,
 )
-from .jsonmem import json_memory_limit, needs_counting, price, too_costly_message
+from .jsonmem import check_json_memory
 from .mounts import holds_root
 from .uploads import FormData
 
@@ -408,11 +408,7 @@ class Request:
                 take more memory than the route's ``max_json_memory`` (413).
         """
         body = await self.body()
-        limit = json_memory_limit(self.scope.get("route"), self.scope.get("app"))
-        if limit is not None and needs_counting(len(body), limit):
-            cost = price(body, models=False)
-            if cost > limit:
-                raise MalformedRequestError(too_costly_message(cost, limit), status_code=413)
+        check_json_memory(body, self.scope.get("route"), self.scope.get("app"), models=False)
         try:
             return json.loads(body)
         except ValueError as error:

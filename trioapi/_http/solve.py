@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from .._exceptions import HTTPException, MalformedRequestError
+from .._exceptions import HTTPException
 from .._runtime.background import BackgroundTasks
 from .convert import ConversionError, body_errors, error_entry, strip_optional
 from .datastructures import QueryParams
-from .jsonmem import json_memory_limit, needs_counting, price, too_costly_message
+from .jsonmem import check_json_memory
 from .markers import SecurityScopes
 from .params import (
     REQUIRED,
@@ -585,16 +585,11 @@ def _decode_json(raw: bytes) -> Any:
 
 
 def _check_json_memory(ctx: RequestContext, raw: bytes) -> None:
-    # The route's limit (its own, its router's, or else the app's at request
-    # time), priced for the models its endpoint and dependencies validate into.
+    # Priced for the models the route's endpoint and dependencies validate into.
     route = ctx.scope.get("route")
-    limit = json_memory_limit(route, ctx.scope.get("app"))
-    if limit is None or not needs_counting(len(raw), limit):
-        return
     dependant = getattr(route, "dependant", None)
-    cost = price(raw, models=dependant is None or dependant.json_models)
-    if cost > limit:
-        raise MalformedRequestError(too_costly_message(cost, limit), status_code=413)
+    models = dependant is None or dependant.json_models
+    check_json_memory(raw, route, ctx.scope.get("app"), models)
 
 
 async def _parsed_body(ctx: RequestContext, errors: list[dict[str, Any]]) -> Any:
