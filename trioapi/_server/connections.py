@@ -323,14 +323,18 @@ def check_max_connections(max_connections: int | None) -> None:
         raise ValueError(msg)
 
 
-def watch_accept() -> None:
+def watch_accept() -> bool:
     """Installs :data:`ACCEPT_LOG` and the route through :func:`serve_listeners`, without a limit.
 
     Called by the app's startup under hypercorn (plain hypercorn's trio
-    worker included: it hands over its listeners after the startup).
+    worker included: it hands over its listeners after the startup), and
+    by :func:`limit_connections`.
+
+    Returns:
+        Whether hypercorn's listeners now go through :func:`serve_listeners`.
     """
     install_accept_log()
-    route_serve_listeners(serve_listeners)
+    return route_serve_listeners(serve_listeners)
 
 
 @contextlib.contextmanager
@@ -345,8 +349,7 @@ def limit_connections(max_connections: int | None) -> Iterator[None]:
             ``trio.serve_listeners`` the way trioapi routes it.
     """
     check_max_connections(max_connections)
-    install_accept_log()
-    if not route_serve_listeners(serve_listeners) and max_connections is not None:
+    if not watch_accept() and max_connections is not None:
         msg = (
             "cannot limit connections: hypercorn's trio worker no longer hands its listeners "
             "to trio.serve_listeners (see trioapi/_server/hypercorn.py); run without "
