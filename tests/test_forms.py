@@ -28,7 +28,7 @@ import pytest
 import trio
 import trio.testing
 
-from trioapi import APIRouter, Depends, Form, MalformedRequestError, Request, TrioAPI
+from trioapi import APIRoute, APIRouter, Depends, Form, MalformedRequestError, Request, TrioAPI
 from trioapi._http import forms
 from trioapi._http.forms import check_form_limits, parse_form
 from trioapi._http.uploads import FormData, UploadFile
@@ -619,6 +619,25 @@ async def test_form_limits_merge_setting_by_setting_from_the_app_down_to_the_rou
     assert too_long.status_code == 400
     assert "max_part_size=3" in too_long.json()["detail"]
     assert app.routes[-1].form_limits == {"max_files": 1, "max_fields": 1, "max_part_size": 3}
+
+
+async def test_a_mounted_apps_routes_keep_the_parent_apps_form_limits_under_their_own() -> None:
+    # FastAPI's rule: the outer app's limits reach into what it mounts; the
+    # mounted route's own setting wins where both set one.
+    route = APIRoute("/", text_field, methods=["POST"], form_limits={"max_fields": 1})
+    child = TrioAPI(routes=[route])
+    app = TrioAPI(form_limits={"max_part_size": 2, "max_fields": 0})
+    app.mount("/child", child)
+    async with TestClient(app) as client:
+        short = await client.post("/child/", files={"text": (None, "ab")})
+        long = await client.post("/child/", files={"text": (None, "abc")})
+        alone = await client.post("/", files={"text": (None, "ab")})
+    assert (short.status_code, short.json()) == (200, "ab")  # max_fields 1, not the parent's 0
+    assert long.status_code == 400
+    assert "max_part_size=2" in long.json()["detail"]  # the parent's
+    assert alone.status_code == 404
+    async with TestClient(child) as client:  # served on its own, only its own limits
+        assert (await client.post("/", files={"text": (None, "abc")})).json() == "abc"
 
 
 async def test_a_route_raises_one_limit_and_keeps_the_apps_others() -> None:

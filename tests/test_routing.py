@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from trioapi import APIRoute, APIRouter, Depends, RouteDefinitionError, TrioAPI
+from trioapi import APIRoute, APIRouter, Depends, RouteDefinitionError, TrioAPI, WebSocket
 from trioapi._http.routing import (
     Found,
     MethodNotAllowed,
@@ -425,6 +425,60 @@ def test_include_router_takes_routes_as_they_are_when_included() -> None:
     parent.include_router(child)
     child.get("/late")(endpoint)
     assert [r.path for r in parent.routes] == ["/early"]
+
+
+def test_a_route_made_on_its_own_answers_get_unless_told() -> None:
+    assert APIRoute("/", endpoint).methods == frozenset({"GET"})
+    assert APIRoute("/", endpoint, methods=["post", "Put"]).methods == {"POST", "PUT"}
+    with pytest.raises(ValueError, match="max_fields"):
+        APIRoute("/", endpoint, form_limits={"max_fields": -1})
+
+
+def items() -> list[str]:
+    return ["a"]
+
+
+def test_routes_given_to_the_app_are_served_with_the_apps_defaults() -> None:
+    from trioapi.routing import APIWebSocketRoute, Mount
+    from trioapi.testclient import TestClient
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hi")
+        await websocket.close()
+
+    mounted = TrioAPI()
+    mounted.get("/inner")(items)
+    app = TrioAPI(
+        routes=[
+            APIRoute("/items", items, status_code=201),
+            APIWebSocketRoute("/ws", echo),
+            Mount("/sub", mounted),
+        ],
+        max_body_size=10,
+    )
+    with TestClient(app) as client:
+        answer = client.get("/items")
+        assert (answer.status_code, answer.json()) == (201, ["a"])
+        assert client.get("/sub/inner").json() == ["a"]
+        with client.websocket_connect("/ws") as websocket:
+            assert websocket.receive_text() == "hi"
+    served = next(route for route in app.routes if getattr(route, "path", "") == "/items")
+    assert served.max_body_size == 10  # the app's default, under the route's own options
+    assert "/items" in app.openapi()["paths"]
+
+
+def test_routes_given_to_a_router_are_included_with_it() -> None:
+    router = APIRouter(prefix="/v1", routes=[APIRoute("/items", items)], tags=["v1"])
+    app = TrioAPI()
+    app.include_router(router)
+    route = next(route for route in app.routes if getattr(route, "path", "") == "/v1/items")
+    assert route.tags == ("v1",)
+
+
+def test_routes_takes_route_objects_only() -> None:
+    with pytest.raises(TypeError, match="routes= takes APIRoute"):
+        TrioAPI(routes=[items])
 
 
 def test_router_routes_fill_a_table_that_matches_them() -> None:

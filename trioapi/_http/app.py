@@ -362,6 +362,8 @@ class TrioAPI(APIRouter):
         }
         for key, handler in (exception_handlers or {}).items():
             self.add_exception_handler(key, handler)
+        if routes:  # here, not in APIRouter's __init__: the route tables exist now
+            self._adopt_routes(routes)
         self._add_docs_routes()
 
     @property

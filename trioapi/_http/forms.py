@@ -30,7 +30,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from tempfile import SpooledTemporaryFile
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, TypedDict, final
 from urllib.parse import unquote_to_bytes
 
 from .._exceptions import MalformedRequestError
@@ -53,6 +53,19 @@ SPOOL_MAX_SIZE = 1024 * 1024
 """Bytes of an uploaded file kept in memory before it rolls over to a temporary file."""
 
 FORM_LIMIT_NAMES = ("max_fields", "max_files", "max_part_size")
+
+
+
+class FormLimits(TypedDict, total=False):
+    """The shape of a ``form_limits`` setting, for type checkers; every key is optional."""
+
+    max_fields: int
+    """Most text fields one form may carry."""
+    max_files: int
+    """Most file parts one multipart form may carry."""
+    max_part_size: int
+    """Most bytes in one text field."""
+
 
 MULTIPART = "multipart/form-data"
 URLENCODED = "application/x-www-form-urlencoded"

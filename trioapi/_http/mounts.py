@@ -37,6 +37,7 @@ from urllib.parse import quote
 import attrs
 
 from .._exceptions import RouteDefinitionError, TrioAPIError
+from .forms import merge_form_limits
 
 if TYPE_CHECKING:
     from .app import TrioAPI
@@ -260,6 +261,13 @@ class Mount:
         child["root_path"] = root + self.path
         child["app_root_path"] = scope.get("app_root_path", root)
         child["router"] = scope.get("router") or router
+        limits = getattr(router, "form_limits", None)
+        if limits:
+            # The parent app's form limits hold in the mounted app too, under
+            # its own (FastAPI's rule): RequestContext.form() merges them.
+            ours = dict(scope.get("trioapi") or {})
+            ours["form_limits"] = merge_form_limits(ours.get("form_limits"), limits)
+            child["trioapi"] = ours
         return child
 
     def url_path_for(self, name: str, params: Mapping[str, Any]) -> URLPath:

@@ -167,6 +167,11 @@ UNSET: Any = _Unset.UNSET
 """An option left out: ``response_model`` then comes from the return annotation."""
 
 
+def _route_methods(methods: Iterable[str] | None) -> frozenset[str]:
+    """A route's methods, upper case; ``GET`` when none are given (FastAPI's default)."""
+    return frozenset(method.upper() for method in (("GET",) if methods is None else methods))
+
+
 @final
 @attrs.define(eq=False)
 class APIRoute:
@@ -182,7 +187,7 @@ class APIRoute:
 
     path: str
     endpoint: Callable[..., Any]
-    methods: frozenset[str]
+    methods: frozenset[str] = attrs.field(default=None, converter=_route_methods)
     status_code: int | None = None
     name: str | None = None
     tags: tuple[Any, ...] = ()
@@ -539,9 +544,41 @@ class APIRouter:
         self.max_body_size = max_body_size
         self.form_limits = check_form_limits(form_limits) or None
         self.max_json_memory = max_json_memory
-        self.routes: list[APIRoute] = list(routes or [])
+        self.routes: list[APIRoute] = []
         self.websocket_routes: list[APIWebSocketRoute] = []
         self.mounts: list[Mount] = []
+        if routes:
+            self._adopt_routes(routes)
+
+    def _adopt_routes(self, routes: Sequence[Any]) -> None:
+        """Adds route objects made on their own (``routes=[APIRoute(...), ...]``).
+
+        Each is added as ``add_api_route`` adds one, with this router's
+        defaults under its own options; a websocket route and a ``Mount`` go
+        where theirs go.
+        """
+        for route in routes:
+            if isinstance(route, APIRoute):
+                self.add_api_route(
+                    route.path,
+                    route.endpoint,
+                    methods=route.methods,
+                    tags=route.tags,
+                    dependencies=route.dependencies,
+                    **{key: getattr(route, key) for key in _ROUTE_OPTIONS},
+                )
+            elif isinstance(route, APIWebSocketRoute):
+                self.add_api_websocket_route(
+                    route.path, route.endpoint, route.name, dependencies=route.dependencies
+                )
+            elif isinstance(route, Mount):
+                self.mount(route.path, route.app, route.name)
+            else:
+                msg = (
+                    "routes= takes APIRoute, APIWebSocketRoute and Mount objects, "
+                    f"not {route!r}"
+                )
+                raise TypeError(msg)
 
     def _register(self, route: APIRoute) -> None:
         self.routes.append(route)
@@ -626,7 +663,7 @@ class APIRouter:
             msg = f"route {path!r}: unknown option(s) {', '.join(sorted(unknown))}"
             raise TypeError(msg)
         options.pop("route_class_override", None)
-        upper = frozenset(method.upper() for method in (("GET",) if methods is None else methods))
+        upper = _route_methods(methods)
         if not upper:
             msg = f"route {path!r} needs at least one method"
             raise RouteDefinitionError(msg)

@@ -23,6 +23,7 @@ from .._exceptions import HTTPException
 from .._runtime.background import BackgroundTasks
 from .convert import ConversionError, body_errors, error_entry, strip_optional
 from .datastructures import QueryParams
+from .forms import merge_form_limits
 from .jsonmem import check_json_memory
 from .markers import SecurityScopes
 from .params import (
@@ -189,6 +190,9 @@ class RequestContext:
         ``request.form()`` gets the defaults or what it passes.
         """
         limits = getattr(self.scope.get("route"), "form_limits", None)
+        inherited = self.scope.get("trioapi")
+        if inherited:  # a mounted app: the parent apps' limits, under the route's
+            limits = merge_form_limits(inherited.get("form_limits"), limits)
         return await (self.request.form(**limits) if limits else self.request.form())
 
     @property
