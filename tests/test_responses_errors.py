@@ -927,3 +927,68 @@ async def test_fastapi_documentation_keywords_are_accepted_and_kept() -> None:
     assert (route.summary, route.response_description) == ("List items", "The items")
     async with TestClient(app) as client:
         assert (await client.get("/v1/items")).json() == [1, 2]
+
+
+# --- which endpoint a validation error came from ------------------------------------------
+
+
+def _capture(app: TrioAPI, kind: type[Exception], seen: list[Exception]) -> None:
+    async def keep(request: Any, exc: Exception) -> Any:
+        seen.append(exc)
+        return JSONResponse({"detail": "kept"}, status_code=422)
+
+    app.add_exception_handler(kind, keep)
+
+
+def get_user(user_id: int) -> dict[str, int]:
+    return {"user_id": user_id}
+
+
+def get_item() -> dict[str, str]:
+    return {"name": "no id"}
+
+
+@attrs.define
+class Item:
+    id: int
+    name: str
+
+
+async def test_a_validation_error_names_its_endpoint_file_line_and_route() -> None:
+    from trioapi.exceptions import ResponseValidationError
+
+    app, sub = TrioAPI(), TrioAPI()
+    app.get("/users/{user_id}")(get_user)
+    sub.get("/items/", response_model=Item)(get_item)
+    app.mount("/sub", sub)
+    seen: list[Exception] = []
+    _capture(app, RequestValidationError, seen)
+    _capture(sub, ResponseValidationError, seen)
+    async with TestClient(app) as client:
+        assert (await client.get("/users/x")).json() == {"detail": "kept"}
+        assert (await client.get("/sub/items/")).json() == {"detail": "kept"}
+    request_error, response_error = seen
+    assert request_error.endpoint_ctx == {  # type: ignore[attr-defined]
+        "path": "GET /users/{user_id}",
+        "function": "get_user",
+        "file": __file__,
+        "line": get_user.__code__.co_firstlineno,
+    }
+    text = str(request_error)
+    assert text.startswith("1 validation error:\n  {'type': 'int_parsing'")
+    assert text.endswith(
+        f'  File "{__file__}", line {get_user.__code__.co_firstlineno}, in get_user\n'
+        "    GET /users/{user_id}"
+    )
+    assert str(response_error).endswith("in get_item\n    GET /sub/items/")  # under its mount
+
+
+def test_a_validation_error_made_by_hand_shows_what_context_it_has() -> None:
+    errors = [{"type": "missing", "loc": ("body", "name"), "msg": "Field required"}] * 2
+    assert str(RequestValidationError(errors, endpoint_ctx={"path": "GET /api"})) == (
+        "2 validation errors:\n"
+        "  {'type': 'missing', 'loc': ('body', 'name'), 'msg': 'Field required'}\n"
+        "  {'type': 'missing', 'loc': ('body', 'name'), 'msg': 'Field required'}\n"
+        "  Endpoint: GET /api"
+    )
+    assert "Endpoint" not in str(RequestValidationError(errors[:1]))

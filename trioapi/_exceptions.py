@@ -10,8 +10,9 @@ code that already catches the builtin keeps working.
 from __future__ import annotations
 
 import http
+import inspect
 from collections.abc import Mapping, Sequence
-from typing import Any, final
+from typing import Any, TypedDict, final
 
 
 class TrioAPIError(RuntimeError):
@@ -59,27 +60,86 @@ class HTTPException(TrioAPIError):
         return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
 
 
+class EndpointContext(TypedDict, total=False):
+    """Where a validation error happened, for its message (FastAPI's ``endpoint_ctx``)."""
+
+    function: str
+    """The endpoint's name."""
+    path: str
+    """``"GET /users/{user_id}"``, with the prefix of any app it is mounted under."""
+    file: str
+    """The file the endpoint is defined in."""
+    line: int
+    """The line of its definition."""
+
+
 class ValidationException(TrioAPIError, ValueError):
     """Base of the validation errors: a list of FastAPI-shaped error entries.
 
     Each entry is ``{"type": ..., "loc": ("query", "limit"), "msg": ...,
     "input": ...}`` (``ctx`` when there is one); ``loc`` is a tuple, as in
-    FastAPI, and becomes a list in the JSON answer.
+    FastAPI, and becomes a list in the JSON answer. ``endpoint_ctx`` says
+    which endpoint it was (the app fills it in for the errors it raises);
+    ``str()`` shows it after the entries.
     """
 
-    def __init__(self, errors: Sequence[Mapping[str, Any]], *, body: Any = None) -> None:
-        super().__init__(f"{len(errors)} validation error(s)")
+    def __init__(
+        self,
+        errors: Sequence[Mapping[str, Any]],
+        *,
+        body: Any = None,
+        endpoint_ctx: EndpointContext | None = None,
+    ) -> None:
+        super().__init__(f"{len(errors)} validation error{'' if len(errors) == 1 else 's'}")
         self._errors = [_with_tuple_loc(error) for error in errors]
         self.body = body
+        self.endpoint_ctx = endpoint_ctx
+
+    @property
+    def endpoint_function(self) -> str | None:
+        return (self.endpoint_ctx or {}).get("function")
+
+    @property
+    def endpoint_path(self) -> str | None:
+        return (self.endpoint_ctx or {}).get("path")
+
+    @property
+    def endpoint_file(self) -> str | None:
+        return (self.endpoint_ctx or {}).get("file")
+
+    @property
+    def endpoint_line(self) -> int | None:
+        return (self.endpoint_ctx or {}).get("line")
 
     def errors(self) -> list[dict[str, Any]]:
         """Returns the list of error entries (a copy)."""
         return [dict(error) for error in self._errors]
 
     def __str__(self) -> str:
-        lines = [f"{len(self._errors)} validation error(s):"]
+        count = len(self._errors)
+        lines = [f"{count} validation error{'' if count == 1 else 's'}:"]
         lines.extend(f"  {error}" for error in self._errors)
+        where, line, path = self.endpoint_file, self.endpoint_line, self.endpoint_path
+        if where and line and self.endpoint_function:
+            lines.append(f'  File "{where}", line {line}, in {self.endpoint_function}')
+            if path:
+                lines.append(f"    {path}")
+        elif path:
+            lines.append(f"  Endpoint: {path}")
         return "\n".join(lines)
+
+
+def endpoint_context(endpoint: Any, method: str, path: str) -> EndpointContext:
+    """The context of a validation error in ``endpoint``, serving ``method path``."""
+    context = EndpointContext(path=f"{method} {path}")
+    name = getattr(endpoint, "__name__", None)
+    code = getattr(inspect.unwrap(endpoint), "__code__", None) if callable(endpoint) else None
+    if name is not None:
+        context["function"] = name
+    if code is not None:
+        context["file"] = code.co_filename
+        context["line"] = code.co_firstlineno
+    return context
 
 
 def _with_tuple_loc(error: Mapping[str, Any]) -> dict[str, Any]:

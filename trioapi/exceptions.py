@@ -1,5 +1,6 @@
 """The errors FastAPI code raises and catches (FastAPI's ``fastapi.exceptions``)."""
 
+from ._exceptions import EndpointContext as EndpointContext
 from ._exceptions import HTTPException as HTTPException
 from ._exceptions import RequestValidationError as RequestValidationError
 from ._exceptions import ResponseValidationError as ResponseValidationError
@@ -11,6 +12,7 @@ from ._exceptions import WebSocketRequestValidationError as WebSocketRequestVali
 from .encoders import PydanticV1NotSupportedError as PydanticV1NotSupportedError
 
 __all__ = [
+    "EndpointContext",
     "HTTPException",
     "PydanticV1NotSupportedError",
     "RequestValidationError",

@@ -37,6 +37,8 @@ from .._exceptions import (
     RouteDefinitionError,
     TaskStoreError,
     TrioAPIError,
+    ValidationException,
+    endpoint_context,
 )
 from .._runtime.background import UNWIND_GRACE, BackgroundRuntime, RuntimeState, TaskHandle
 from .._runtime.durable import DurableTask
@@ -1015,6 +1017,13 @@ class TrioAPI(APIRouter):
     ) -> Response:
         handler = self._find_handler(error)
         request = ctx.request if ctx is not None else Request(scope, receive)
+        if isinstance(error, ValidationException) and error.endpoint_ctx is None:
+            route = scope.get("route")
+            if route is not None:  # for its message: which endpoint, under which mount
+                mount = (scope.get("root_path") or "").rstrip("/")
+                error.endpoint_ctx = endpoint_context(
+                    route.endpoint, scope["method"], mount + route.path
+                )
         if handler is not None:
             try:
                 response = handler(request, error)

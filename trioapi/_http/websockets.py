@@ -57,7 +57,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 import trio
 from hypercorn.protocol.ws_stream import WSStream
 
-from .._exceptions import HTTPException, WebSocketException, WebSocketRequestValidationError
+from .._exceptions import (
+    HTTPException,
+    WebSocketException,
+    WebSocketRequestValidationError,
+    endpoint_context,
+)
 from .._runtime.background import RuntimeState
 from .params import CallKind
 from .requests import DEFAULT_MAX_BODY_SIZE, Message, Receive, Request, Scope, Send
@@ -760,7 +765,9 @@ async def _call_endpoint(route: APIWebSocketRoute, ctx: RequestContext) -> None:
     values, own_errors = await solve(dependant, ctx)
     errors.extend(own_errors)
     if errors:
-        raise WebSocketRequestValidationError(errors)
+        mount = (ctx.scope.get("root_path") or "").rstrip("/")
+        where = endpoint_context(route.endpoint, "WS", mount + route.path)
+        raise WebSocketRequestValidationError(errors, endpoint_ctx=where)
     if dependant.kind is CallKind.ASYNC_GEN or dependant.kind is CallKind.SYNC_GEN:
         msg = f"websocket endpoint {dependant.qualname} is a generator; write an async def"
         raise TypeError(msg)
