@@ -65,7 +65,8 @@ async def drive(app: Any, args: argparse.Namespace, wrk: str) -> tuple[cProfile.
     url = f"http://127.0.0.1:{port}{run.ROUTES[args.route].path}"
     route_args = run.wrk_route_args(args.route, run.write_bodies(args.scratch))
     _, client_pin, _ = run.cpu_plan()
-    command = [*client_pin, wrk, "-t1", f"-c{args.connections}", "-s", str(run.WRK_SCRIPT)]
+    command = [*client_pin, wrk, "-t1", f"-c{args.connections}"]
+    command += [*run.wrk_header_args(args.framework), "-s", str(run.WRK_SCRIPT)]
     stop = trio.Event()
     profile = cProfile.Profile()
     async with trio.open_nursery() as nursery:

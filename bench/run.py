@@ -11,7 +11,12 @@ For every framework (``bench/apps``) and every round, one server session:
    ``response_model``) and ``POST /upload`` (multipart: a 64 KiB file and a
    form field). Before wrk, one request checks that a body route answers
    what it should (the filtered model; the file's size and CRC-32): a route
-   that answers something else is reported and not measured;
+   that answers something else is reported and not measured. The CORS
+   variants get an allowed ``Origin`` on every request (wrk's ``-H``; no
+   other app does), a ``GET /`` and a preflight first check the middleware's
+   answer, and wrk counts the 2xx answers that carry
+   ``access-control-allow-origin``; the summary gives each variant's ratio
+   to its plain app;
 3. SIGTERM the server, wait for it to exit (its graceful shutdown drains the
    background tasks), and compare the 2xx POSTs that wrk counted with the
    lines the background task wrote: fewer lines than 2xx answers means
@@ -38,6 +43,7 @@ servers under wrk (``profile_server.md``), and ``bench/chart.py`` draws
     python bench/run.py --rounds 3 --duration 3 --frameworks trioapi,raw
     python bench/run.py --e2e-only --frameworks raw,trioapi,trioapi-async,trioapi-notask
     python bench/run.py --e2e-only --frameworks trioapi,traced --routes GET,POST
+    python bench/run.py --e2e-only --frameworks trioapi,cors,fastapi,fastapi-cors
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from apps._cors import ORIGIN as CORS_ORIGIN
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -96,7 +104,13 @@ VARIANTS: dict[str, str] = {
     "raw ASGI (to_thread)": "app_raw_thread.py",
     "raw ASGI (queue thread)": "app_raw_queue.py",
     "trioapi (queue thread)": "app_trioapi_queue.py",
+    # The same apps as trioapi and FastAPI, each behind its own CORSMiddleware,
+    # every request with an allowed Origin: what the middleware costs in each.
+    "trioapi (CORS)": "app_trioapi_cors.py",
+    "FastAPI (CORS)": "app_fastapi_cors.py",
 }
+CORS_VARIANTS = {"trioapi (CORS)": "trioapi", "FastAPI (CORS)": "FastAPI"}
+"""Each CORS variant and the plain app it wraps: the summary gives the ratio."""
 NO_LOG = {"trioapi (no task)"}
 TRACED = {"trioapi (traced)"}  # apps that print a BENCH_OTEL line at shutdown
 APP_FILES = FRAMEWORKS | VARIANTS
@@ -114,6 +128,9 @@ ALIASES = {
     "trioapi-durable": "trioapi (durable SQLite)",
     "traced": "trioapi (traced)",
     "trioapi-traced": "trioapi (traced)",
+    "cors": "trioapi (CORS)",
+    "trioapi-cors": "trioapi (CORS)",
+    "fastapi-cors": "FastAPI (CORS)",
 }
 EMAIL = "bench@example.com"
 
@@ -130,8 +147,9 @@ class Route:
 
 
 # The request-body routes exist in these apps only: Quart-Trio has no
-# pydantic integration of its own, and the diagnostics split the POST's task.
-BODY_APPS = frozenset({"raw ASGI", "trioapi", "FastAPI", "Starlette"})
+# pydantic integration of its own, and the diagnostics split the POST's task
+# (the CORS variants are the trioapi and FastAPI apps: they have them).
+BODY_APPS = frozenset({"raw ASGI", "trioapi", "FastAPI", "Starlette", *CORS_VARIANTS})
 ROUTES: dict[str, Route] = {
     "GET": Route("GET", "/", "GET /"),
     "POST": Route("POST", f"/send-notification/{EMAIL}", "POST with its sync task"),
@@ -243,6 +261,13 @@ def wrk_route_args(route: str, bodies: dict[str, Body]) -> list[str]:
         return [spec.method]
     body = bodies[spec.body]
     return [spec.method, str(body.path), body.content_type]
+
+
+def wrk_header_args(framework: str) -> list[str]:
+    """wrk's ``-H`` options for ``framework``: an allowed ``Origin`` for the CORS variants only."""
+    if framework in CORS_VARIANTS:
+        return ["-H", f"Origin: {CORS_ORIGIN}"]
+    return []
 
 
 PACKAGES: tuple[str, ...] = ("trioapi", "hypercorn", "trio", "h11", "fastapi", "starlette")
@@ -471,6 +496,52 @@ def probe(session: Session, route: str, bodies: dict[str, Body]) -> str | None:
     return None
 
 
+def cors_probe(session: Session) -> str | None:
+    """A CORS variant's answers before wrk: None if right, else what is wrong.
+
+    ``GET /`` with the allowed ``Origin`` must name it in
+    ``access-control-allow-origin`` (with credentials, and ``Vary: Origin``);
+    a preflight for ``POST /items`` must be answered 200 by the middleware.
+    """
+    checks = [
+        ("GET", "/", {"Origin": CORS_ORIGIN}),
+        (
+            "OPTIONS",
+            "/items",
+            {
+                "Origin": CORS_ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        ),
+    ]
+    for method, path, headers in checks:
+        connection = http.client.HTTPConnection("127.0.0.1", session.port, timeout=10)
+        try:
+            connection.request(method, path, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        except OSError as error:
+            return f"{method} {path} with an Origin: {error!r}"
+        finally:
+            connection.close()
+        allowed = response.getheader("access-control-allow-origin")
+        credentials = response.getheader("access-control-allow-credentials")
+        vary = response.getheader("vary") or ""
+        if (
+            response.status != 200
+            or allowed != CORS_ORIGIN
+            or credentials != "true"
+            or "origin" not in vary.lower()
+        ):
+            return (
+                f"{method} {path} with Origin {CORS_ORIGIN} answered {response.status}, "
+                f"access-control-allow-origin {allowed!r}, "
+                f"access-control-allow-credentials {credentials!r}, vary {vary!r}"
+            )
+    return None
+
+
 def run_wrk(
     wrk: str,
     pin: list[str],
@@ -488,6 +559,7 @@ def run_wrk(
         f"-d{duration}s",
         "--timeout",
         "5s",
+        *wrk_header_args(session.framework),
         "-s",
         str(WRK_SCRIPT),
         session.base_url + ROUTES[route].path,
@@ -593,7 +665,11 @@ def one_session(
     start_server(session, server_pin)
     try:
         wait_ready(session)
-        for route in args.routes:
+        if session.framework in CORS_VARIANTS and (problem := cors_probe(session)):
+            wrong["CORS"] = problem
+        # A CORS variant whose middleware does not answer right is reported, not measured.
+        routes = [] if wrong else args.routes
+        for route in routes:
             if not serves(framework, route):
                 continue
             if ROUTES[route].body is not None and (problem := probe(session, route, bodies)):
@@ -684,6 +760,11 @@ def run_e2e(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
             entry[route]["server_cpu_us"] = statistics.median(cpu) if cpu else None
             entry[route]["server_cpu_share"] = statistics.median(share) if share else None
             entry[route]["socket_errors"] = sum(sum(r["errors"].values()) for r in runs)
+            if framework in CORS_VARIANTS:
+                # 2xx answers without the header: the Origin or the middleware went missing.
+                entry[route]["without_allow_origin"] = sum(
+                    r["ok"] - r.get("allow_origin", 0) for r in runs
+                )
         counted = framework not in NO_LOG
         entry["lost_tasks"] = sum(s["lost_tasks"] for s in mine) if counted else None
         entry["post_2xx"] = sum(s["post_2xx_total"] for s in mine)
@@ -703,6 +784,11 @@ def run_e2e(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
                 not spans_complete(r) for r in reports
             )
         summary[framework] = entry
+    for variant, plain in CORS_VARIANTS.items():
+        if variant in summary and plain in summary:
+            summary[variant]["middleware_cost"] = middleware_cost(
+                summary[variant], summary[plain], plain
+            )
     return {
         "config": {
             "rounds": args.rounds,
@@ -728,6 +814,24 @@ def run_e2e(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
         "sessions": sessions,
         "failures": failures,
     }
+
+
+def middleware_cost(
+    variant: dict[str, Any], plain: dict[str, Any], plain_name: str
+) -> dict[str, Any]:
+    """Per route: the variant's median req/s over its plain app's, and the server CPU it adds."""
+    cost: dict[str, Any] = {"plain": plain_name}
+    for route in ROUTES:
+        if route not in variant or route not in plain:
+            continue
+        cpu, plain_cpu = variant[route]["server_cpu_us"], plain[route]["server_cpu_us"]
+        cost[route] = {
+            "ratio": variant[route]["median"] / plain[route]["median"],
+            "server_cpu_us_added": cpu - plain_cpu
+            if cpu is not None and plain_cpu is not None
+            else None,
+        }
+    return cost
 
 
 # --- reporting --------------------------------------------------------------------------
@@ -828,6 +932,37 @@ def e2e_markdown(e2e: dict[str, Any]) -> str:
             cells.append(f"{stats['p99_ms']:.1f}" if stats else "n/a")
             cells.append(_cpu_cells(stats)[0])
         lines.append("| " + " | ".join(cells) + " |")
+    costs = {
+        name: entry["middleware_cost"]
+        for name, entry in summary.items()
+        if "middleware_cost" in entry
+    }
+    if costs:
+        lines += [
+            "",
+            "What CORS costs: each framework's `CORSMiddleware` (allowed origins listed, "
+            "credentials, every method and header), every request with an allowed `Origin`, "
+            f"against the same app without it; req/s as above, {TIMES} plain is the ratio of "
+            "medians, µs/req added the difference in server CPU per request",
+            "",
+            f"| with CORS | route | req/s | plain req/s | {TIMES} plain | µs/req added |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+    for name, cost in costs.items():
+        plain = summary[cost["plain"]]
+        for route in ROUTES:
+            if route not in cost:
+                continue
+            added = cost[route]["server_cpu_us_added"]
+            cells = [
+                name,
+                ROUTES[route].label,
+                _rate(summary[name][route]),
+                _rate(plain[route]),
+                f"{cost[route]['ratio']:.2f}{TIMES}",
+                f"{added:+.0f}" if added is not None else "n/a",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
     for name, entry in summary.items():
         if otel := entry.get("otel"):
             lines += [
@@ -843,6 +978,13 @@ def e2e_markdown(e2e: dict[str, Any]) -> str:
         for name, entry in summary.items()
         for route in ROUTES
         if route in entry and (entry[route]["non_2xx"] or entry[route]["socket_errors"])
+    ]
+    problems += [
+        f"{name}: {entry[route]['without_allow_origin']} 2xx answers on {route} without "
+        "access-control-allow-origin"
+        for name, entry in summary.items()
+        for route in ROUTES
+        if route in entry and entry[route].get("without_allow_origin")
     ]
     problems += [
         f"{name}: {entry['server_error_lines']} error lines in the server log"
@@ -1083,7 +1225,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         + ", ".join(FRAMEWORKS)
         + " (default: all of these; aliases raw, durable, traced, quart),"
         + " and the diagnostics trioapi-async, trioapi-notask,"
-        + " trioapi-queue, raw-spawn, raw-thread, raw-queue",
+        + " trioapi-queue, raw-spawn, raw-thread, raw-queue, cors (trioapi-cors),"
+        + " fastapi-cors",
     )
     parser.add_argument(
         "--routes",
