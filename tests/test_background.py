@@ -1194,6 +1194,42 @@ async def test_runtime_embedded_in_a_nursery_runs_submitted_tasks_and_drains(
     assert runtime.last_report is report
 
 
+async def test_a_burst_of_groups_is_taken_by_few_runners_and_none_waits_behind_a_slow_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # 200 requests' groups submitted at once (as a group commit releases
+    # them): runners are sent one at a time, each taking groups back to back,
+    # not one runner woken or spawned per group. The first group waits for
+    # a long time; every other group still runs at once.
+    app = TrioAPI(drain_timeout=100)
+    runtime = app.background
+    runners: set[trio.lowlevel.Task] = set()
+    order: list[int] = []
+
+    async def job(number: int) -> None:
+        runners.add(trio.lowlevel.current_task())
+        if number == 0:
+            await trio.sleep(60)
+        order.append(number)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        for number in range(200):
+            group = BackgroundTasks(runtime)
+            group.add_task(job, number)
+            runtime.submit(group.tasks)
+        sent = runtime._runners  # runner tasks alive (or spawned) for the burst
+        await trio.sleep(1)
+        assert order == list(range(1, 200))  # in submission order, none behind the slow one
+        await runtime.drain()
+    assert order == [*range(1, 200), 0]
+    assert now() == 60.0
+    # One runner sent for the burst (before: 200, a runner spawned per group),
+    # and few of them ran it all.
+    assert sent == 1
+    assert len(runners) <= 20, len(runners)
+
+
 async def test_runtime_add_task_runs_work_outside_any_request(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

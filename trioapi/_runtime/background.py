@@ -687,6 +687,9 @@ class BackgroundRuntime:
         )
         self._runners = 0
         self._parked: list[trio.lowlevel.Task] = []
+        # Runners woken or spawned that have not yet looked at the queue:
+        # while one is on its way, a new group wakes nobody (see _wake_runner).
+        self._searching = 0
         self._runner_context = contextvars.Context()
         # Runners whose current task is sync: waiting for a worker thread or
         # running in one, they hold no running place.
@@ -727,6 +730,7 @@ class BackgroundRuntime:
         self._require(RuntimeState.IDLE, "start")
         self._runners = 0
         self._in_threads = 0
+        self._searching = 0
         self._parked.clear()
         # Runners start in a context of their own: between groups they
         # hold on to no request's context variables.
@@ -1101,17 +1105,27 @@ class BackgroundRuntime:
             self._run_direct(handles[0])  # it holds no running place: the threads are the limit
             return
         self._queue.append((handles, contextvars.copy_context()))
-        self._wake_runner()
+        if not self._searching:
+            self._wake_runner()
 
     def _wake_runner(self) -> None:
         # Sends a runner to the queue: a parked one, else a new one if fewer
         # than max_running groups are running. Otherwise the group waits in
         # the queue as its handles and a context, a few hundred bytes, not a
         # task, until a runner (or a direct job) is done.
+        #
+        # One runner on its way is enough: the one that takes a group and
+        # leaves others queued sends the next (_take_group). A burst of groups
+        # is then taken by the runners already alive, a group after another
+        # when they do not wait, instead of a runner woken (or spawned) per
+        # group; yet a group never waits behind one that awaits, since a
+        # runner always sends another before it runs a group with more queued.
         if self._parked:
+            self._searching += 1
             trio.lowlevel.reschedule(self._parked.pop())
         elif self._has_place() and self._nursery is not None:
             assert self._host is not None
+            self._searching += 1
             self._runners += 1
             self._host.tasks += 1
             self._runner_context.run(self._nursery.start_soon, self._runner, self._host)
@@ -1267,6 +1281,7 @@ class BackgroundRuntime:
         owners = host.owners
         group: tuple[Sequence[TaskHandle[Any]], Context] | None = None
         unyielded = 0  # groups run since this runner last gave others a turn
+        searching = True  # spawned by _wake_runner, which counted it on its way
         try:
             while True:
                 scope = trio.CancelScope()
@@ -1275,7 +1290,8 @@ class BackgroundRuntime:
                     with scope:
                         while True:
                             if group is None:
-                                group = await self._take_group(task, host)
+                                group = await self._take_group(task, host, searching)
+                                searching = False
                                 if group is None:
                                     return
                             handles, context = group
@@ -1305,29 +1321,43 @@ class BackgroundRuntime:
             self._task_left(host, task)
 
     async def _take_group(
-        self, runner: trio.lowlevel.Task, host: _Host
+        self, runner: trio.lowlevel.Task, host: _Host, searching: bool
     ) -> tuple[Sequence[TaskHandle[Any]], Context] | None:
         # The next group with a task still pending (cancel() or the drain may
         # have ended them all), or None when the runner should exit: also
         # when its nursery closed (a stuck task that returned at last must
-        # not take groups from the runtime's next life).
-        while True:
-            if host.closed:
-                return None
-            while self._queue:
-                group = self._queue.popleft()
-                for handle in group[0]:
-                    if handle.state is TaskState.PENDING:
-                        return group
-            if len(self._parked) >= IDLE_RUNNERS:
-                return None
-            self._parked.append(runner)
+        # not take groups from the runtime's next life). ``searching``: the
+        # runner was sent by _wake_runner and is counted on its way.
+        try:
+            while True:
+                if host.closed:
+                    return None
+                while self._queue:
+                    group = self._queue.popleft()
+                    for handle in group[0]:
+                        if handle.state is TaskState.PENDING:
+                            if searching:
+                                searching = False
+                                self._searching -= 1
+                            if self._queue and not self._searching:
+                                self._wake_runner()  # the next group may not wait for this one
+                            return group
+                if searching:
+                    searching = False
+                    self._searching -= 1
+                if len(self._parked) >= IDLE_RUNNERS:
+                    return None
+                self._parked.append(runner)
 
-            def unpark(_: object) -> trio.lowlevel.Abort:
-                self._parked.remove(runner)  # cancelled while parked: shutting down
-                return trio.lowlevel.Abort.SUCCEEDED
+                def unpark(_: object) -> trio.lowlevel.Abort:
+                    self._parked.remove(runner)  # cancelled while parked: shutting down
+                    return trio.lowlevel.Abort.SUCCEEDED
 
-            await trio.lowlevel.wait_task_rescheduled(unpark)
+                await trio.lowlevel.wait_task_rescheduled(unpark)
+                searching = True  # _wake_runner rescheduled it, and counted it
+        finally:
+            if searching and self._host is host:
+                self._searching -= 1
 
     async def _run_group(self, handles: Sequence[TaskHandle[Any]]) -> None:
         # The inline mode's counterpart of a runner: one group, in the calling task.
@@ -1379,7 +1409,7 @@ class BackgroundRuntime:
                     # Waiting for a thread or running in one, the task holds no
                     # running place: a group waiting for one may start.
                     self._in_threads += 1
-                    if self._queue:
+                    if self._queue and not self._searching:
                         self._wake_runner()
                     try:
                         result = await self._pool.run(_job_for(handle), _note_abort)
