@@ -24,7 +24,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, final, overload
 from urllib.parse import unquote
 
 from .._exceptions import (
@@ -46,6 +46,7 @@ from .._server.connections import watch_accept
 from .._server.hypercorn import find_config, hypercorn_version, install_guard, sends_whole_bodies
 from .._stores.base import TaskStore
 from ..middleware._stack import INNERMOST, ASGIApp, Middleware, MiddlewareFactory, MiddlewareOptions
+from ..telemetry._api import TELEMETRY_RECORD, TelemetryConfig, resolve_config
 from .datastructures import State
 from .jsonmem import DEFAULT_MAX_JSON_MEMORY
 from .lifespan import handle_lifespan
@@ -147,6 +148,32 @@ async def _framework_error_handler(request: Request, exc: TrioAPIError) -> Respo
     return JSONResponse({"detail": str(exc)}, status_code=exc.status_hint)
 
 
+@final
+class _TelemetryPending:
+    """The OpenTelemetry layer of an app whose ``telemetry=`` is not decided yet.
+
+    Met by the first request when no lifespan ran (a test client used
+    without ``with``): it decides, then serves through what was decided.
+    """
+
+    __slots__ = ("_app",)
+
+    pending = True
+    websockets = True
+
+    def __init__(self, app: TrioAPI) -> None:
+        self._app = app
+
+    async def _serve(self, call: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self._app
+        app._decide_telemetry()
+        telemetry = app._otel
+        if telemetry is None or (scope["type"] == "websocket" and not telemetry.websockets):
+            await call(scope, receive, send)
+        else:
+            await telemetry._serve(call, scope, receive, send)
+
+
 def _server_error() -> Response:
     """The answer to an error that is the server's: plain text, and the error goes on.
 
@@ -218,6 +245,10 @@ class TrioAPI(APIRouter):
         docs_assets: Where the ``/docs`` and ``/redoc`` pages load their
             JavaScript and CSS from: ``"bundled"`` (the copies inside
             trioapi, served by the app: works offline) or ``"cdn"``.
+        telemetry: FastAPI 0.165's OpenTelemetry settings
+            (:class:`trioapi.telemetry.TelemetryConfig`): with a provider
+            given or configured globally, request and task spans, HTTP
+            metrics and error logs (``docs/observability.md``).
 
     Every other keyword FastAPI's ``FastAPI`` takes (``openapi_url``,
     ``docs_url``, ``servers``, ``root_path``, ``responses``...) is accepted
@@ -274,7 +305,7 @@ class TrioAPI(APIRouter):
         strict_content_type: bool | None = None,
         form_limits: Any = None,
         max_json_memory: float | None = DEFAULT_MAX_JSON_MEMORY,
-        telemetry: Any = None,
+        telemetry: TelemetryConfig | Mapping[str, Any] | None = None,
         docs_assets: Literal["bundled", "cdn"] = "bundled",
         **extra: Any,
     ) -> None:
@@ -346,6 +377,13 @@ class TrioAPI(APIRouter):
             raise ValueError(msg)
         self.redirect_slashes = redirect_slashes
         self.state = State()
+        self._telemetry = resolve_config(telemetry)
+        # Whether it is on is decided once, at startup or the first request
+        # (_decide_telemetry); until then this stands in for the layer.
+        self._otel = _TelemetryPending(self)
+        # TrioAPI.__call__ itself, as the stack's bottom calls it: a subclass's
+        # override already ran on the way in.
+        self._traced_call = functools.partial(TrioAPI.__call__, self)
         self._table = RouteTable()
         self._websocket_table = RouteTable()
         # Set at each startup: served by a hypercorn whose send path was
@@ -459,10 +497,8 @@ class TrioAPI(APIRouter):
         telemetry = Telemetry(self, tracer_provider, meter_provider)
         # Outermost, around any middleware (build_stack puts it there); with
         # none, __call__ enters it directly, without the stack's two layers.
-        self._telemetry = telemetry
-        # TrioAPI.__call__ itself, as the stack's bottom calls it: a subclass's
-        # override already ran on the way in.
-        self._traced_call = functools.partial(TrioAPI.__call__, self)
+        # It replaces what telemetry= would have decided (one layer per app).
+        self._otel = telemetry
         self.background._tracing = telemetry
         self.background.observe(telemetry)
         return telemetry
@@ -643,8 +679,39 @@ class TrioAPI(APIRouter):
     middleware_stack: ASGIApp | None = None
     """The middleware around the app, built from ``user_middleware`` on the first call."""
 
-    _telemetry: Any = None
-    """``app.instrument()``'s ``Telemetry``: its layer is outermost (see ``__call__``)."""
+    _otel: Any = None
+    """The OpenTelemetry layer, outermost (see ``__call__``): ``app.instrument()``'s
+    ``Telemetry``, ``telemetry=``'s ``ConfiguredTelemetry``, ``_TelemetryPending``
+    until startup decided, or None."""
+
+    _observing = False
+    """``telemetry=`` is on: ``_run`` looks for the request's record (operation spans, data)."""
+
+    def _decide_telemetry(self) -> None:
+        """Whether ``telemetry=`` records anything, decided once: at startup or the first request.
+
+        FastAPI asks on every request whether a provider is configured;
+        trioapi asks once, so an app without one pays nothing per request.
+        """
+        if type(self._otel) is not _TelemetryPending:
+            return
+        self._otel = None
+        from ..telemetry._api import wants_telemetry
+
+        if not wants_telemetry(self._telemetry):
+            return
+        from .._observability.native import ConfiguredTelemetry
+
+        telemetry = ConfiguredTelemetry(self, self._telemetry)
+        self._otel = telemetry
+        self._observing = True
+        self.background._tracing = telemetry
+        self.background.observe(telemetry)
+        stack = self.middleware_stack
+        if stack is not None:
+            # Built before the decision (at the lifespan call): its layer goes
+            # in at the top all the same, under the error layer (build_stack).
+            stack.app = telemetry.middleware(stack.app)  # type: ignore[attr-defined]
 
     def add_middleware(
         self,
@@ -700,7 +767,10 @@ class TrioAPI(APIRouter):
 
         return build_stack(self)
 
-    def _build_stack(self) -> ASGIApp:
+    def _build_stack(self, kind: str) -> ASGIApp:
+        if kind != "lifespan":
+            # A request first: the telemetry layer must be known to be built in.
+            self._decide_telemetry()
         stack = self.middleware_stack = self.build_middleware_stack()
         return stack
 
@@ -713,15 +783,16 @@ class TrioAPI(APIRouter):
         # between the server and the endpoint, so each frame costs per request.
         if self.root_path:
             scope["root_path"] = self.root_path  # TrioAPI(root_path=...), as FastAPI sets it
-        if (self.user_middleware or self._telemetry) and scope.get(INNERMOST) is not self:
+        if (self.user_middleware or self._otel) and scope.get(INNERMOST) is not self:
             if self.user_middleware:
                 # Into the middleware stack, at whose bottom it calls us again (_stack.py).
-                await (self.middleware_stack or self._build_stack())(scope, receive, send)
+                stack = self.middleware_stack or self._build_stack(scope["type"])
+                await stack(scope, receive, send)
                 return
-            if scope["type"] == "http":
+            if scope["type"] == "http" or (scope["type"] == "websocket" and self._otel.websockets):
                 # Traced, no middleware: the request's span around our own call.
                 scope[INNERMOST] = self
-                await self._telemetry._serve(self._traced_call, scope, receive, send)
+                await self._otel._serve(self._traced_call, scope, receive, send)
                 return
         kind = scope["type"]
         if kind != "http":
@@ -754,7 +825,16 @@ class TrioAPI(APIRouter):
 
     async def _other(self, kind: str, scope: Scope, receive: Receive, send: Send) -> None:
         if kind == "lifespan":
-            await handle_lifespan(self, scope, receive, send)
+            from ..telemetry._runtime import lifespan
+
+            await lifespan(
+                config=self._telemetry,
+                app=functools.partial(handle_lifespan, self),
+                scope=scope,
+                receive=receive,
+                send=send,
+                started=self._decide_telemetry,
+            )
         elif kind == "websocket":
             scope["app"] = self
             path = route_path(scope)
@@ -811,8 +891,15 @@ class TrioAPI(APIRouter):
         assert dependant is not None
         ctx: RequestContext | None = None
         error: Exception | None = None
+        # telemetry= observes this request: its record (operation spans, data).
+        record = scope.get(TELEMETRY_RECORD) if self._observing else None
         try:
-            if dependant.is_plain and not route.extra and not self.dependency_overrides:
+            if (
+                record is None
+                and dependant.is_plain
+                and not route.extra
+                and not self.dependency_overrides
+            ):
                 result = await call(dependant, {})
             else:
                 ctx = RequestContext(
@@ -829,24 +916,33 @@ class TrioAPI(APIRouter):
                 )
                 if route.strict_content_type is False:
                     ctx.strict_content_type = False
-                errors: list[dict[str, Any]] = []
-                for sub in route.extra:
-                    errors.extend((await resolve(sub, ctx))[1])
-                values, own_errors = await solve(dependant, ctx)
-                errors.extend(own_errors)
-                if errors:
-                    raise RequestValidationError(errors, body=ctx._body_or_none())
-                result = await call(dependant, values)
+                if record is not None:
+                    result = await record.run(route, ctx)
+                else:
+                    errors: list[dict[str, Any]] = []
+                    for sub in route.extra:
+                        errors.extend((await resolve(sub, ctx))[1])
+                    values, own_errors = await solve(dependant, ctx)
+                    errors.extend(own_errors)
+                    if errors:
+                        raise RequestValidationError(errors, body=ctx._body_or_none())
+                    result = await call(dependant, values)
                 if ctx.exits:
                     replaced = await teardown(ctx, None, only_early=True)
                     if replaced is not None:
                         raise replaced
-            response = self._to_response(result, route, ctx)
+            if record is not None and route.stream is None and not isinstance(result, Response):
+                with record.operation("serialization", dependant.call):
+                    response = self._to_response(result, route, ctx)
+            else:
+                response = self._to_response(result, route, ctx)
             if ctx is not None and ctx._background is not None and ctx._background._durable:
                 # Stored before the answer goes out: a 2xx means they will run.
                 await self.background.commit(ctx._background._handles)
         except Exception as exc:
             error = exc
+            if record is not None and isinstance(exc, RequestValidationError):
+                record.validation_failed(exc, exc.body)
             if ctx is not None:
                 # The endpoint raised: its tasks do not run (FastAPI's rule).
                 # Those the yield dependencies add while handling it still do.
@@ -1029,10 +1125,13 @@ class TrioAPI(APIRouter):
                 response = handler(request, error)
                 if inspect.isawaitable(response):
                     response = await response
-            except Exception:
+            except Exception as failure:
                 error_logger.exception(
                     "exception handler %r failed while handling %r", handler, error
                 )
+                record = scope.get(TELEMETRY_RECORD)
+                if record is not None:
+                    record.note(failure)  # unhandled now: the handler's own error
             else:
                 if isinstance(response, Response):
                     return response
@@ -1040,6 +1139,9 @@ class TrioAPI(APIRouter):
                     "exception handler %r returned %r, not a Response", handler, response
                 )
         else:
+            record = scope.get(TELEMETRY_RECORD)
+            if record is not None:
+                record.note(error)  # before its 500 goes out: the span's error.type
             if isinstance(error, ResponseValidationError):
                 error_logger.error(
                     "%s %s returned a value its response model does not accept: %s",

@@ -37,6 +37,7 @@ from urllib.parse import quote
 import attrs
 
 from .._exceptions import RouteDefinitionError, TrioAPIError
+from ..telemetry._api import TELEMETRY_RECORD
 from .forms import merge_form_limits
 
 if TYPE_CHECKING:
@@ -321,6 +322,9 @@ async def call_mounted(
         await send(message)
 
     child = mount.child_scope(scope, path, app)
+    record = scope.get(TELEMETRY_RECORD)
+    if record is not None:
+        record.mounted_at(mount.path, child)  # telemetry=: the route is the full one
     try:
         await mount.app(child, receive, send_through)
     except Exception as error:
@@ -329,3 +333,5 @@ async def call_mounted(
         response = await app._error_response(error, scope, receive, None)
         await app._deliver(response, scope, send)
         app._reraise(error, response)
+    finally:
+        child.pop(TELEMETRY_RECORD, None)  # the request's record lives no longer than it

@@ -21,6 +21,7 @@ import trio
 
 from .._exceptions import HTTPException
 from .._runtime.background import BackgroundTasks
+from ..telemetry._api import TELEMETRY_RECORD
 from .convert import ConversionError, body_errors, error_entry, strip_optional
 from .datastructures import QueryParams
 from .forms import merge_form_limits
@@ -854,6 +855,9 @@ async def teardown(
                 raise
             if error is None:
                 logger.exception("error in the teardown of a yield dependency (%s)", ctx.label)
+                record = ctx.scope.get(TELEMETRY_RECORD)
+                if record is not None:
+                    record.note(failure)  # telemetry=: an error no handler can take
             else:
                 current = failure
     ctx.exits.extend(reversed(kept))

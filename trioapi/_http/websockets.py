@@ -64,6 +64,7 @@ from .._exceptions import (
     endpoint_context,
 )
 from .._runtime.background import RuntimeState
+from ..telemetry._api import TELEMETRY_RECORD
 from .params import CallKind
 from .requests import DEFAULT_MAX_BODY_SIZE, Message, Receive, Request, Scope, Send
 from .responses import TRANSPORT_GONE, Response
@@ -743,6 +744,10 @@ async def run_websocket(
     websocket = WebSocket(scope, receive, send)
     websocket._connection = ctx.request
     ctx.websocket = websocket
+    if app._observing:
+        record = scope.get(TELEMETRY_RECORD)
+        if record is not None and record.data is not None:
+            record.data.websocket = websocket  # telemetry=: get_telemetry_data().websocket
     signal = _shutdown_signal(app.background, send)
     if signal is None:
         error = await _session(app, route, ctx, websocket)

@@ -55,6 +55,9 @@ _EVENTS = {"cancelled": "cancelled", "abandoned": "abandoned", "resumable": "rel
 
 _LATE_ATTRIBUTES = ("http.route", "http.response.status_code", "error.type")
 
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
+"""The semantic conventions' version the attributes follow (FastAPI 0.165's)."""
+
 MAX_TASK_NAMES = 200
 """Distinct task names ``trioapi.background.tasks`` counts apart; more count as ``"other"``."""
 
@@ -69,27 +72,57 @@ def _api() -> tuple[Any, Any, Any, Any]:
 
 
 class Telemetry(TaskObserver):
-    """Spans and instruments for one app; made by ``app.instrument()``."""
+    """Spans and instruments for one app; made by ``app.instrument()``.
+
+    ``TrioAPI(telemetry={...})`` uses a subclass (``native.py``) that picks
+    its providers per request; ``lazy`` leaves the tracer and instruments to it.
+    """
+
+    websockets = False
+    """Whether the layer observes websocket sessions (``instrument()``: HTTP only)."""
 
     def __init__(
-        self, app: TrioAPI, tracer_provider: Any = None, meter_provider: Any = None
+        self,
+        app: TrioAPI,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        *,
+        lazy: bool = False,
     ) -> None:
         from .. import __version__
 
+        self._version = __version__
         self.context, metrics, self.propagate, self.trace = _api()
         from opentelemetry.trace import Link, SpanKind, StatusCode
 
         self.Link, self.SpanKind, self.StatusCode = Link, SpanKind, StatusCode
-        self.tracer = self.trace.get_tracer("trioapi", __version__, tracer_provider=tracer_provider)
-        meter = metrics.get_meter("trioapi", __version__, meter_provider=meter_provider)
-        self.request_duration = meter.create_histogram(
-            "http.server.request.duration", unit="s", description="Duration of HTTP requests."
-        )
         # (method, scheme) -> requests being served; (name, outcome) -> tasks ended.
         self._active: dict[tuple[str, str], int] = {}
         self._ended: dict[tuple[str, str], int] = {}
         self._names = TaskNames(MAX_TASK_NAMES)
         self._observation = metrics.Observation
+        self.app = app
+        self._clock: tuple[Any, int] | None = None
+        if lazy:
+            self._use_meter(metrics.NoOpMeter("trioapi"))  # until the subclass has a meter
+            return
+        self.tracer = self.trace.get_tracer(
+            "trioapi", __version__, tracer_provider=tracer_provider, schema_url=SCHEMA_URL
+        )
+        self._use_meter(
+            metrics.get_meter(
+                "trioapi", __version__, meter_provider=meter_provider, schema_url=SCHEMA_URL
+            )
+        )
+
+    def _use_meter(self, meter: Any, buckets: tuple[float, ...] | None = None) -> None:
+        """Creates the instruments on ``meter`` (the observed counts stay the same dicts)."""
+        self.request_duration = meter.create_histogram(
+            "http.server.request.duration",
+            unit="s",
+            description="Duration of HTTP requests.",
+            explicit_bucket_boundaries_advisory=buckets,
+        )
         meter.create_observable_up_down_counter(
             "http.server.active_requests",
             callbacks=[self._observe_active],
@@ -110,8 +143,6 @@ class Telemetry(TaskObserver):
             unit="s",
             description="From the response sent to the task's start.",
         )
-        self.app = app
-        self._clock: tuple[Any, int] | None = None
 
     def now(self) -> int:
         """Nanoseconds since the epoch, read from trio's clock.

@@ -144,8 +144,8 @@ def build_stack(app: TrioAPI) -> ASGIApp:
     inner: ASGIApp = _Innermost(app, TrioAPI.__call__)
     for cls, args, kwargs in reversed(app.user_middleware):
         inner = cls(inner, *args, **kwargs)
-    telemetry = app._telemetry
-    if telemetry is not None:
+    telemetry = app._otel
+    if telemetry is not None and not getattr(telemetry, "pending", False):
         inner = telemetry.middleware(inner)  # app.instrument(): around every middleware
     return _ServerErrors(inner, app)
 
