@@ -1,7 +1,7 @@
 """The application the end-to-end tests serve as a real subprocess (see test_e2e.py).
 
 ``POST /task?seconds=S&name=N`` adds an async background task, named N, that
-sleeps S seconds (``odd_pid_seconds=T``: T on a worker whose pid is odd) and
+sleeps S seconds (``slow_pid=P&slow_seconds=T``: T on the worker whose pid is P) and
 then appends the line ``N`` to the file named by the ``E2E_OUT`` environment
 variable. ``POST /sync-task`` does the same from a
 sync function (run in a worker thread). Each task appends ``start N`` first,
@@ -59,12 +59,13 @@ async def add_task(
     seconds: float,
     name: str,
     background_tasks: BackgroundTasks,
-    odd_pid_seconds: float | None = None,
+    slow_pid: int | None = None,
+    slow_seconds: float | None = None,
 ) -> dict[str, str | int]:
-    # odd_pid_seconds: another duration on workers whose pid is odd, so two
-    # workers' drains end at different times (see the --workers test).
-    if odd_pid_seconds is not None and os.getpid() % 2:
-        seconds = odd_pid_seconds
+    # slow_seconds: another duration on the worker whose pid is slow_pid, so
+    # two workers' drains end at different times (see the --workers test).
+    if slow_seconds is not None and os.getpid() == slow_pid:
+        seconds = slow_seconds
     background_tasks.options(name=name).add_task(sleep_then_append, seconds, name)
     return {"added": name, "pid": os.getpid()}
 

@@ -393,28 +393,33 @@ def test_trioapi_cli_workers_sigterm_drains_every_worker(
         "1",
     )
     port = server.wait_ready(listeners=2)
-    # The kernel picks the worker for each new connection: add tasks, one
-    # connection each, until both workers hold some (bounded).
+    # The kernel picks the worker for each new connection: add short tasks,
+    # one connection each, until both workers answered (bounded); then make
+    # one of them the slow one, and add tasks until it holds two slow ones
+    # and the other two of its own.
     by_pid: dict[int, list[str]] = {}
+    slow: list[str] = []
     with client_for(port) as client:
-        for index in range(200):
-            response = client.post(
-                "/task",
-                params={"seconds": short, "odd_pid_seconds": long, "name": f"task-{index}"},
-                headers={"Connection": "close"},
-            )
+        for index in range(400):
+            params: dict[str, str | float] = {"seconds": short, "name": f"task-{index}"}
+            if len(by_pid) == 2:
+                params |= {"slow_pid": max(by_pid), "slow_seconds": long}
+            response = client.post("/task", params=params, headers={"Connection": "close"})
             assert response.status_code == 200
-            by_pid.setdefault(response.json()["pid"], []).append(f"task-{index}")
-            if len(by_pid) == 2 and min(len(names) for names in by_pid.values()) >= 2:
+            pid = response.json()["pid"]
+            if "slow_pid" in params and pid == params["slow_pid"]:
+                slow.append(f"task-{index}")
+            by_pid.setdefault(pid, []).append(f"task-{index}")
+            if len(slow) >= 2 and min(len(names) for names in by_pid.values()) >= 2:
                 break
     assert len(by_pid) == 2, f"one worker took every connection: {by_pid}"
+    assert len(slow) >= 2, f"the slow worker took no slow task: {by_pid}"
     print(f"tasks per worker: { {pid: len(names) for pid, names in by_pid.items()} }")
 
-    code, elapsed = server.signal_and_wait(signal.SIGTERM, drain + EXIT_MARGIN)
+    code, _ = server.signal_and_wait(signal.SIGTERM, drain + EXIT_MARGIN)
     assert code == 0
-    # Every task finished on its own: the drain never reached its deadline,
-    # and the slower worker was not stopped when the quicker one exited.
-    assert long <= elapsed < drain
+    # Every task finished on its own (the reports below: nothing cancelled),
+    # the slow worker's too: it was not stopped when the quicker one exited.
     lines = server.task_lines
     for names in by_pid.values():
         for name in names:
