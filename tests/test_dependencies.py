@@ -631,3 +631,94 @@ def test_a_request_scoped_yield_dependency_cannot_use_a_function_scoped_one() ->
         @app.get("/broken")
         def broken(value: Annotated[str, Depends(sessions)]) -> str:
             return value
+
+
+# --- scopes of yield dependencies, and wrapped generators (FastAPI 0.165) ---------------
+
+
+class Session:
+    def __init__(self) -> None:
+        self.open = True
+
+
+def open_session() -> Iterator[Session]:
+    session = Session()
+    yield session
+    session.open = False
+
+
+async def test_a_function_scoped_and_a_request_scoped_use_of_one_dependency_are_two_calls() -> None:
+    from trioapi import StreamingResponse
+
+    app = TrioAPI()
+
+    @app.get("/")
+    def both(
+        early: Annotated[Session, Depends(open_session, scope="function")],
+        late: Annotated[Session, Depends(open_session)],
+    ) -> StreamingResponse:
+        def body() -> Iterator[str]:  # read while the response is sent
+            yield f"{early is late} {early.open} {late.open}"
+
+        return StreamingResponse(body())
+
+    async with TestClient(app) as client:
+        assert (await client.get("/")).text == "False False True"
+
+
+def fails_after_yield() -> Iterator[None]:
+    yield
+    raise HTTPException(503, "after yield")
+
+
+@pytest.mark.parametrize("where", ["app", "router", "route"])
+async def test_a_function_scoped_dependency_failing_after_yield_is_what_is_answered(
+    where: str,
+) -> None:
+    marker = Depends(fails_after_yield, scope="function")
+    app = TrioAPI(dependencies=[marker] if where == "app" else None)
+    router = APIRouter(dependencies=[marker] if where == "router" else None)
+    router.get("/", dependencies=[marker] if where == "route" else None)(lambda: {"ok": True})
+    app.include_router(router)
+    async with TestClient(app) as client:
+        answer = await client.get("/")
+    assert (answer.status_code, answer.json()) == (503, {"detail": "after yield"})
+
+
+async def test_a_request_scoped_dependency_failing_after_yield_is_logged_once_answered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = TrioAPI(dependencies=[Depends(fails_after_yield)])
+    app.get("/")(lambda: {"ok": True})
+    async with TestClient(app) as client:
+        answer = await client.get("/")
+    assert (answer.status_code, answer.json()) == (200, {"ok": True})
+    assert "error in the teardown of a yield dependency" in caplog.text
+
+
+async def test_an_async_wrapper_around_a_sync_generator_is_called_as_an_async_generator() -> None:
+    import functools
+
+    from trioapi.concurrency import iterate_in_threadpool
+
+    def in_threads(func: Any) -> Any:
+        @functools.wraps(func)  # __wrapped__ is the sync generator function
+        async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            async for item in iterate_in_threadpool(func(*args, **kwargs)):
+                yield item
+
+        return wrapper
+
+    @in_threads
+    def flag() -> Iterator[bool]:
+        yield True
+
+    app = TrioAPI()
+
+    @app.get("/")
+    async def read(value: Annotated[bool, Depends(flag)]) -> bool:
+        return value
+
+    async with TestClient(app) as client:
+        answer = await client.get("/")
+    assert (answer.status_code, answer.json()) == (200, True)

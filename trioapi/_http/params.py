@@ -217,10 +217,12 @@ def _kind_candidates(call: Callable[..., Any]) -> list[Any]:
 
 def call_kind(call: Callable[..., Any]) -> CallKind:
     candidates = _kind_candidates(call)
-    if any(inspect.isgeneratorfunction(candidate) for candidate in candidates):
-        return CallKind.SYNC_GEN
+    # An async generator first: an async wrapper around a sync generator (one
+    # that iterates it in a thread) is called as what it is, as in FastAPI.
     if any(inspect.isasyncgenfunction(candidate) for candidate in candidates):
         return CallKind.ASYNC_GEN
+    if any(inspect.isgeneratorfunction(candidate) for candidate in candidates):
+        return CallKind.SYNC_GEN
     if any(inspect.iscoroutinefunction(candidate) for candidate in candidates):
         return CallKind.ASYNC
     return CallKind.SYNC

@@ -275,6 +275,9 @@ def _overridden(dependant: Dependant, ctx: RequestContext) -> Dependant:
     return plan
 
 
+_GENERATORS = (CallKind.ASYNC_GEN, CallKind.SYNC_GEN)
+
+
 async def resolve(
     sub: SubDependency, ctx: RequestContext, scopes: tuple[str, ...] = ()
 ) -> tuple[Any, list[dict[str, Any]]]:
@@ -285,6 +288,13 @@ async def resolve(
     cache_key = dependant.cache_key
     if scopes and dependant.uses_scopes:
         cache_key = (cache_key, tuple(sorted(set(scopes))))
+    marker = sub.marker
+    if marker is not None and marker.scope is not None:
+        # FastAPI caches per scope too: Depends(f, scope="function") and a
+        # request-scoped Depends(f) are two calls, each ended at its own time.
+        # "request" is what a yield dependency has anyway.
+        if marker.scope == "function" or dependant.kind not in _GENERATORS:
+            cache_key = (cache_key, marker.scope)
     if sub.use_cache and cache_key in ctx.cache:
         return ctx.cache[cache_key], []
     values, errors = await solve(dependant, ctx, scopes)
@@ -829,9 +839,11 @@ async def teardown(
 
     Returns:
         The exception that replaced ``error`` (a dependency turned an
-        ``OwnerError`` into an ``HTTPException``, say), or None. When there
-        was no ``error`` to replace (the response is on its way), a failure is
-        logged instead.
+        ``OwnerError`` into an ``HTTPException``, say), or None. With
+        ``only_early``, a dependency failing after a clean endpoint is
+        returned too: no answer exists yet, so that error is the one answered
+        (FastAPI answers an ``HTTPException(503)`` raised there with 503).
+        When the response is on its way, a failure is logged instead.
     """
     current: Exception | None = error
     kept: list[tuple[CallKind, Any, bool]] = []
@@ -853,7 +865,8 @@ async def teardown(
                 continue  # re-raised the error it was given: nothing new
             if not isinstance(failure, Exception):
                 raise
-            if error is None:
+            if error is None and not only_early:
+                # The response is on its way: nothing can answer this any more.
                 logger.exception("error in the teardown of a yield dependency (%s)", ctx.label)
                 record = ctx.scope.get(TELEMETRY_RECORD)
                 if record is not None:
