@@ -148,6 +148,29 @@ async def _framework_error_handler(request: Request, exc: TrioAPIError) -> Respo
     return JSONResponse({"detail": str(exc)}, status_code=exc.status_hint)
 
 
+_ROUTE_CONTEXT = "trioapi.route_context"
+"""Where a request's (app, context, telemetry record) wait for ``route_response``."""
+
+
+async def route_response(route: APIRoute, request: Request) -> Response:
+    """The default route handler (``APIRoute.get_route_handler()``): the route's answer.
+
+    Runs inside the app's request, which set the request's context aside in
+    its scope; ``request`` may be another object than the app's (a custom
+    ``Request`` subclass wrapping the same scope and receive): body
+    parameters are then read through it.
+    """
+    found = request.scope.get(_ROUTE_CONTEXT)
+    if found is None:
+        msg = "a route handler can only answer a request the app is serving"
+        raise RuntimeError(msg)
+    app, ctx, record = found
+    if request is not ctx._request:
+        ctx._request = request
+    response: Response = await app._answer(route, ctx, record)
+    return response
+
+
 @final
 class _TelemetryPending:
     """The OpenTelemetry layer of an app whose ``telemetry=`` is not decided yet.
@@ -899,8 +922,9 @@ class TrioAPI(APIRouter):
                 and dependant.is_plain
                 and not route.extra
                 and not self.dependency_overrides
+                and route.handler is None
             ):
-                result = await call(dependant, {})
+                response = self._to_response(await call(dependant, {}), route, None)
             else:
                 ctx = RequestContext(
                     scope,
@@ -916,26 +940,19 @@ class TrioAPI(APIRouter):
                 )
                 if route.strict_content_type is False:
                     ctx.strict_content_type = False
-                if record is not None:
-                    result = await record.run(route, ctx)
+                if route.handler is None:
+                    response = await self._answer(route, ctx, record)
                 else:
-                    errors: list[dict[str, Any]] = []
-                    for sub in route.extra:
-                        errors.extend((await resolve(sub, ctx))[1])
-                    values, own_errors = await solve(dependant, ctx)
-                    errors.extend(own_errors)
-                    if errors:
-                        raise RequestValidationError(errors, body=ctx._body_or_none())
-                    result = await call(dependant, values)
-                if ctx.exits:
-                    replaced = await teardown(ctx, None, only_early=True)
-                    if replaced is not None:
-                        raise replaced
-            if record is not None and route.stream is None and not isinstance(result, Response):
-                with record.operation("serialization", dependant.call):
-                    response = self._to_response(result, route, ctx)
-            else:
-                response = self._to_response(result, route, ctx)
+                    # A route class's get_route_handler() wraps the answer; the
+                    # default part of it (route_response) finds ctx here.
+                    scope[_ROUTE_CONTEXT] = (self, ctx, record)
+                    response = await route.handler(ctx.request)
+                    if not isinstance(response, Response):
+                        msg = (
+                            f"the route handler of {route.path!r} ({type(route).__name__}"
+                            f".get_route_handler) returned {response!r}, not a Response"
+                        )
+                        raise TypeError(msg)
             if ctx is not None and ctx._background is not None and ctx._background._durable:
                 # Stored before the answer goes out: a 2xx means they will run.
                 await self.background.commit(ctx._background._handles)
@@ -987,6 +1004,31 @@ class TrioAPI(APIRouter):
         finally:
             await self._after_response(ctx, error, sent)
         self._reraise(error, response)
+
+    async def _answer(self, route: APIRoute, ctx: RequestContext, record: Any) -> Response:
+        """Solves the parameters, calls the endpoint, ends the function-scoped
+        dependencies, and makes the response (or raises what they raised)."""
+        dependant = route.dependant
+        assert dependant is not None
+        if record is not None:
+            result = await record.run(route, ctx)
+        else:
+            errors: list[dict[str, Any]] = []
+            for sub in route.extra:
+                errors.extend((await resolve(sub, ctx))[1])
+            values, own_errors = await solve(dependant, ctx)
+            errors.extend(own_errors)
+            if errors:
+                raise RequestValidationError(errors, body=ctx._body_or_none())
+            result = await call(dependant, values)
+        if ctx.exits:
+            replaced = await teardown(ctx, None, only_early=True)
+            if replaced is not None:
+                raise replaced
+        if record is not None and route.stream is None and not isinstance(result, Response):
+            with record.operation("serialization", dependant.call):
+                return self._to_response(result, route, ctx)
+        return self._to_response(result, route, ctx)
 
     def _reraise(self, error: Exception | None, response: Response) -> None:
         """An error no handler took goes on to the server, once answered (FastAPI's rule).

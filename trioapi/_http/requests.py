@@ -99,7 +99,8 @@ class Request:
         self._headers: Headers | None = None
         self._query: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
-        self._body: bytes | None = None
+        # _body is left unset until the body is read, as Starlette leaves it:
+        # FastAPI's documented custom requests test hasattr(self, "_body").
         self._state: State | None = None
         # The body's progress when it is read as a stream (body() also caches it).
         self._stream_started = False
@@ -220,9 +221,10 @@ class Request:
             RuntimeError: The body was already streamed (by ``stream()`` or
                 ``form()``) and not kept.
         """
-        if self._body is not None:
-            if self._body:
-                yield self._body
+        body = getattr(self, "_body", None)
+        if body is not None:
+            if body:
+                yield body
             return
         if self._stream_started:
             msg = (
@@ -289,7 +291,7 @@ class Request:
 
     async def body(self) -> bytes:
         """The whole body (read once, then cached)."""
-        if self._body is None:
+        if getattr(self, "_body", None) is None:
             if self._stream_started or self._receive is None or not self.body_timeout:
                 chunks = [chunk async for chunk in self.stream()]
                 self._body = b"".join(chunks)

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import inspect
 import re
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast, final
 
 import attrs
@@ -172,7 +173,6 @@ def _route_methods(methods: Iterable[str] | None) -> frozenset[str]:
     return frozenset(method.upper() for method in (("GET",) if methods is None else methods))
 
 
-@final
 @attrs.define(eq=False)
 class APIRoute:
     """One path operation: a template, its methods, its endpoint and its options.
@@ -183,6 +183,10 @@ class APIRoute:
     ``max_body_size``, ``strict_content_type``. The rest (``tags``,
     ``summary``, ``responses``, ``callbacks``, ``openapi_extra``...) describe
     the route for its documentation.
+
+    A subclass (a router's ``route_class``) may override
+    :meth:`get_route_handler` to wrap every request of the route, as in
+    FastAPI: the handler takes the ``Request`` and returns the ``Response``.
     """
 
     path: str
@@ -222,6 +226,9 @@ class APIRoute:
     stream: StreamPlan | None = attrs.field(default=None, init=False)
     # Why this route can only document, not serve (an OpenAPI callback's path).
     unservable: str | None = attrs.field(default=None, init=False)
+    # get_route_handler()'s handler, when a subclass overrides it: the app
+    # then serves the route through it (the default path needs none).
+    handler: Callable[[Any], Awaitable[Any]] | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         try:
@@ -272,6 +279,23 @@ class APIRoute:
         self.shape_response = response_shaper(
             f"route {self.path!r}", self.effective_response_model(), serialize_options(self)
         )
+        if type(self).get_route_handler is not APIRoute.get_route_handler:
+            self.handler = self.get_route_handler()
+
+    def get_route_handler(self) -> Callable[[Any], Awaitable[Any]]:
+        """The coroutine function that answers one request of this route.
+
+        ``await handler(request)`` solves the parameters from ``request`` (a
+        subclass's own ``body()`` is what body parameters read), calls the
+        endpoint and returns the ``Response``, raising what the endpoint or
+        validation raised (``RequestValidationError``...). Override it in a
+        subclass to wrap that, as FastAPI's "custom Request and APIRoute
+        class" recipes do; the app still sends the response, runs the yield
+        dependencies' teardown and hands the background tasks over after it.
+        """
+        from .app import route_response
+
+        return functools.partial(route_response, self)
 
 
 @final
@@ -496,7 +520,9 @@ class APIRouter:
         on_startup, on_shutdown, lifespan: Hooks run with the app's lifespan
             once the router is included.
         routes, redirect_slashes, default, dependency_overrides_provider,
-        route_class: Accepted as FastAPI accepts them.
+        route_class: The ``APIRoute`` subclass this router's routes are made
+            of (``get_route_handler`` may wrap their requests); included
+            routes keep their own class.
     """
 
     def __init__(
@@ -544,6 +570,9 @@ class APIRouter:
         self.max_body_size = max_body_size
         self.form_limits = check_form_limits(form_limits) or None
         self.max_json_memory = max_json_memory
+        # The class of the routes this router makes (FastAPI's route_class):
+        # an APIRoute subclass, whose get_route_handler() may wrap each request.
+        self.route_class: type[APIRoute] = route_class or APIRoute
         self.routes: list[APIRoute] = []
         self.websocket_routes: list[APIWebSocketRoute] = []
         self.mounts: list[Mount] = []
@@ -565,6 +594,7 @@ class APIRouter:
                     methods=route.methods,
                     tags=route.tags,
                     dependencies=route.dependencies,
+                    route_class_override=type(route),
                     **{key: getattr(route, key) for key in _ROUTE_OPTIONS},
                 )
             elif isinstance(route, APIWebSocketRoute):
@@ -574,10 +604,7 @@ class APIRouter:
             elif isinstance(route, Mount):
                 self.mount(route.path, route.app, route.name)
             else:
-                msg = (
-                    "routes= takes APIRoute, APIWebSocketRoute and Mount objects, "
-                    f"not {route!r}"
-                )
+                msg = f"routes= takes APIRoute, APIWebSocketRoute and Mount objects, not {route!r}"
                 raise TypeError(msg)
 
     def _register(self, route: APIRoute) -> None:
@@ -662,7 +689,7 @@ class APIRouter:
         if unknown:
             msg = f"route {path!r}: unknown option(s) {', '.join(sorted(unknown))}"
             raise TypeError(msg)
-        options.pop("route_class_override", None)
+        route_class = options.pop("route_class_override", None) or self.route_class
         upper = _route_methods(methods)
         if not upper:
             msg = f"route {path!r} needs at least one method"
@@ -687,7 +714,7 @@ class APIRouter:
         options["include_in_schema"] = self.include_in_schema and options.get(
             "include_in_schema", True
         )
-        route = APIRoute(
+        route = route_class(
             path=self.prefix + path,
             endpoint=endpoint,
             methods=upper,
@@ -812,6 +839,7 @@ class APIRouter:
                 methods=route.methods,
                 tags=(*(tags or ()), *route.tags),
                 dependencies=(*(dependencies or ()), *route.dependencies),
+                route_class_override=type(route),  # an included route keeps its class
                 **options,
             )
         for ws_route in router.websocket_routes:

@@ -165,7 +165,9 @@ class RequestContext:
         without taking body messages someone else still wants.
         """
         request = self._request
-        if request is not None and (request._body is not None or request._stream_done):
+        if request is not None and (
+            getattr(request, "_body", None) is not None or request._stream_done
+        ):
             return True
         return not request_has_body(self.scope)
 

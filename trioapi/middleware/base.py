@@ -302,8 +302,9 @@ class _Exchange:
         if not self._replayed:
             self._replayed = True
             request = self._request
-            if request._body is not None:
-                return {"type": "http.request", "body": request._body, "more_body": False}
+            body = getattr(request, "_body", None)
+            if body is not None:
+                return {"type": "http.request", "body": body, "more_body": False}
             if request._stream_done:
                 return {"type": "http.request", "body": b"", "more_body": False}
         return await self._receive()
