@@ -160,16 +160,21 @@ async def test_failing_lifespan_entry_makes_the_client_raise(
             raise AssertionError("the body must not run")
 
 
-async def test_failing_shutdown_hook_is_logged_and_the_others_still_run(
+async def test_failing_shutdown_hook_is_logged_the_others_still_run_and_it_is_reported(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # Reported as Starlette reports it (lifespan.shutdown.failed): the client
+    # raises it when its block ends, a server logs it.
     log: list[str] = []
 
     def broken() -> None:
         raise OSError("flush failed")
 
     app = TrioAPI(on_shutdown=[broken, lambda: log.append("second hook")])
-    with caplog.at_level(logging.ERROR, logger="trioapi"):
+    with (
+        caplog.at_level(logging.ERROR, logger="trioapi"),
+        pytest.raises(RuntimeError, match=r"shutdown failed: OSError\('flush failed'\)"),
+    ):
         async with TestClient(app):
             pass
     assert log == ["second hook"]
@@ -395,3 +400,19 @@ async def test_client_waits_for_background_tasks_unless_told_not_to(
         report = await client.shutdown()
         assert report is await client.shutdown()
     assert report.completed == 2
+
+
+async def test_a_lifespan_context_failing_at_shutdown_is_reported_after_the_drain() -> None:
+    done: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: TrioAPI) -> AsyncIterator[None]:
+        yield
+        done.append("context left")
+        raise ValueError("could not close the pool")
+
+    app = TrioAPI(lifespan=lifespan, on_shutdown=[lambda: done.append("hook")])
+    with pytest.raises(RuntimeError, match="could not close the pool"):
+        async with TestClient(app):
+            pass
+    assert done == ["hook", "context left"]

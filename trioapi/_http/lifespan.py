@@ -53,6 +53,7 @@ async def handle_lifespan(app: TrioAPI, scope: Scope, receive: Receive, send: Se
             )
             await send({"type": "lifespan.startup.failed", "message": str(error)})
             return
+        failure: Exception | None = None
         try:
             stack = await _start(app, scope, send, nursery)
             if stack is None:
@@ -60,7 +61,7 @@ async def handle_lifespan(app: TrioAPI, scope: Scope, receive: Receive, send: Se
             await receive()
             # Whatever arrives (lifespan.shutdown, or the channel closing
             # because the server is going away), drain all the same.
-            await _stop(app, stack)
+            failure = await _stop(app, stack)
         finally:
             # The runtime closed its own nursery after the drain; this only
             # matters when startup failed or we are being cancelled.
@@ -69,7 +70,11 @@ async def handle_lifespan(app: TrioAPI, scope: Scope, receive: Receive, send: Se
         # Said from inside the nursery: a task that shields itself from
         # cancellation may still keep it open, but the drain report is final
         # and the server must not wait on it to hear that we are done.
-        await send({"type": "lifespan.shutdown.complete"})
+        if failure is None:
+            await send({"type": "lifespan.shutdown.complete"})
+        else:
+            # As Starlette reports it: the server logs it, a test client raises it.
+            await send({"type": "lifespan.shutdown.failed", "message": repr(failure)})
 
 
 async def _start(
@@ -98,20 +103,30 @@ async def _start(
     return stack
 
 
-async def _stop(app: TrioAPI, stack: AsyncExitStack) -> None:
+async def _stop(app: TrioAPI, stack: AsyncExitStack) -> Exception | None:
+    """Drains, runs the shutdown hooks and leaves the lifespan context.
+
+    Every hook runs even if one fails, and the context is left all the
+    same; the first failure is returned, to be reported.
+    """
     # The drain comes first: tasks may still need what the hooks and the
     # user's lifespan context are about to close.
     await app.background.drain()
+    failure: Exception | None = None
     for hook in app.on_shutdown:
         try:
             await _run_hook(hook)
-        except Exception:
+        except Exception as error:
             logger.exception("trioapi: shutdown hook %r failed", hook)
-    await _close_stack(stack)
+            failure = failure or error
+    closing = await _close_stack(stack)
+    return failure or closing
 
 
-async def _close_stack(stack: AsyncExitStack) -> None:
+async def _close_stack(stack: AsyncExitStack) -> Exception | None:
     try:
         await stack.aclose()
-    except Exception:
+    except Exception as error:
         logger.exception("trioapi: the lifespan context failed while shutting down")
+        return error
+    return None
