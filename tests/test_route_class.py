@@ -190,3 +190,35 @@ async def test_a_handler_that_returns_no_response_is_a_500_that_names_it() -> No
     async with TestClient(app, raise_server_exceptions=True) as client:
         with pytest.raises(TypeError, match=r"Broken.get_route_handler\) returned"):
             await client.get("/")
+
+
+# --- Starlette-style routes: router.route / add_route ----------------------------------
+
+
+async def test_a_starlette_style_route_gets_the_request_and_is_not_documented() -> None:
+    from trioapi.responses import JSONResponse, PlainTextResponse
+
+    router = APIRouter()
+
+    @router.route("/items/{item}", methods=["GET", "POST"])
+    def items(request: Request) -> JSONResponse:  # sync: in a worker thread
+        return JSONResponse({"item": request.path_params["item"], "method": request.method})
+
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(f"hello {request.query_params['name']}")
+
+    app = TrioAPI()
+    app.include_router(router)
+    app.add_route("/hello", hello)
+    async with TestClient(app) as client:
+        got = await client.get("/items/a")
+        posted = await client.post("/items/b")
+        greeted = await client.get("/hello", params={"name": "trio"})
+        head = await client.head("/hello", params={"name": "trio"})
+        refused = await client.put("/items/c")
+    assert got.json() == {"item": "a", "method": "GET"}
+    assert posted.json() == {"item": "b", "method": "POST"}
+    assert greeted.text == "hello trio"
+    assert (head.status_code, head.content) == (200, b"")
+    assert refused.status_code == 405
+    assert app.openapi()["paths"] == {}

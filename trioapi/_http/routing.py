@@ -725,6 +725,59 @@ class APIRouter:
         self._register(route)
         return route
 
+    def add_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        methods: Iterable[str] | None = None,
+        name: str | None = None,
+        include_in_schema: bool = True,
+    ) -> APIRoute:
+        """Registers a Starlette-style endpoint: it gets the ``Request``, returns a ``Response``.
+
+        FastAPI's routers have this from Starlette (``router.route`` is its
+        decorator form): the endpoint's parameters are not analysed, so
+        nothing is validated and nothing is documented (FastAPI leaves these
+        routes out of the OpenAPI document whatever ``include_in_schema``
+        says). A sync endpoint runs in a worker thread.
+        """
+        from .requests import Request
+
+        async def starlette_style(request: Request) -> Any:
+            if inspect.iscoroutinefunction(endpoint):
+                return await endpoint(request)
+            from ..concurrency import run_in_threadpool
+
+            result = await run_in_threadpool(endpoint, request)
+            return await result if inspect.isawaitable(result) else result
+
+        starlette_style.__annotations__ = {"request": Request, "return": Any}
+        starlette_style.__name__ = getattr(endpoint, "__name__", "endpoint")
+        starlette_style.__qualname__ = getattr(endpoint, "__qualname__", "endpoint")
+        starlette_style.__module__ = getattr(endpoint, "__module__", __name__)
+        return self.add_api_route(
+            path,
+            starlette_style,
+            methods=methods,
+            name=name or starlette_style.__name__,
+            include_in_schema=False,
+        )
+
+    def route(
+        self,
+        path: str,
+        methods: Iterable[str] | None = None,
+        name: str | None = None,
+        include_in_schema: bool = True,
+    ) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_route` (Starlette's, deprecated there, kept by FastAPI)."""
+
+        def decorator(endpoint: F) -> F:
+            self.add_route(path, endpoint, methods, name, include_in_schema)
+            return endpoint
+
+        return decorator
+
     def api_route(
         self, path: str, *, methods: Iterable[str] | None = None, **options: Any
     ) -> Callable[[F], F]:
