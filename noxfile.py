@@ -113,6 +113,7 @@ def bench(session: nox.Session) -> None:
             session.run("apt-get", "install", "-y", "-qq", "wrk", external=True)
         else:
             session.error("bench needs wrk: install it (Debian/Ubuntu: apt-get install wrk)")
+    install_debian_package(session, "redis-server", "redis-server", "the durable Redis app")
     session.install("-e", ".", "-r", "bench/requirements.txt")
     session.run("python", "bench/run.py", *session.posargs)
 

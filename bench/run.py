@@ -86,6 +86,9 @@ FRAMEWORKS: dict[str, str] = {
     "raw ASGI": "app_raw.py",
     "trioapi": "app_trioapi.py",
     "trioapi (durable SQLite)": "app_trioapi_durable.py",
+    # On a redis-server this script starts for the run (skipped, with a note,
+    # when there is no redis-server binary).
+    "trioapi (durable Redis)": "app_trioapi_durable_redis.py",
     # OpenTelemetry on (app.instrument(), the SDK's providers, a no-op span
     # exporter): what tracing costs. Its app reports the spans it exported.
     "trioapi (traced)": "app_trioapi_traced.py",
@@ -126,6 +129,8 @@ ALIASES = {
     "trioapi-queue": "trioapi (queue thread)",
     "durable": "trioapi (durable SQLite)",
     "trioapi-durable": "trioapi (durable SQLite)",
+    "durable-redis": "trioapi (durable Redis)",
+    "trioapi-durable-redis": "trioapi (durable Redis)",
     "traced": "trioapi (traced)",
     "trioapi-traced": "trioapi (traced)",
     "cors": "trioapi (CORS)",
@@ -133,6 +138,28 @@ ALIASES = {
     "fastapi-cors": "FastAPI (CORS)",
 }
 EMAIL = "bench@example.com"
+
+REDIS_FRAMEWORK = "trioapi (durable Redis)"
+REDIS_URL: str | None = None
+"""The redis-server this run started for the durable Redis app (start_redis)."""
+
+
+def start_redis(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
+    """Starts a redis-server on 127.0.0.1 for the run, or drops the Redis app with a note."""
+    global REDIS_URL
+    sys.path.insert(0, str(REPO))
+    from tests._redis import redis_server, redis_server_binary
+
+    if redis_server_binary() is None:
+        print(
+            f"{REDIS_FRAMEWORK}: skipped, no redis-server "
+            "(Debian/Ubuntu: apt-get install redis-server; nox -s bench installs it)",
+            flush=True,
+        )
+        args.frameworks = [name for name in args.frameworks if name != REDIS_FRAMEWORK]
+        return
+    REDIS_URL = stack.enter_context(redis_server())
+    stack.callback(globals().__setitem__, "REDIS_URL", None)
 
 
 @dataclass(frozen=True)
@@ -412,6 +439,8 @@ def start_server(session: Session, pin: list[str]) -> None:
         f"{app}:app",
     ]
     env = dict(os.environ, BENCH_LOG=str(session.log), PYTHONUNBUFFERED="1")
+    if REDIS_URL is not None:
+        env["BENCH_REDIS_URL"] = REDIS_URL
     with session.stderr_path.open("wb") as stderr:
         # A session of its own: if a graceful stop ever hangs, the forked
         # worker can be killed together with the parent we started.
@@ -1048,13 +1077,18 @@ def targets_markdown(results: dict[str, Any]) -> str:
             rows.append((name, _target_ratio(ratio), ratio >= target))
         elif route in summary.get("trioapi", {}).get("wrong_answers", []):
             rows.append((name, "wrong answer", False))
-    durable = summary.get("trioapi (durable SQLite)", {})
-    if "POST" in durable:
+    for store, targets in (
+        ("SQLite", (("trioapi", 0.80), ("FastAPI", 1.2))),
+        ("Redis", (("trioapi", 0.60),)),
+    ):
+        durable = summary.get(f"trioapi (durable {store})", {})
+        if "POST" not in durable:
+            continue
         post = durable["POST"]["median"]
-        for other, target in (("trioapi", 0.80), ("FastAPI", 1.2)):
+        for other, target in targets:
             if "POST" in summary.get(other, {}):
                 ratio = post / summary[other]["POST"]["median"]
-                name = f"end-to-end POST, durable SQLite task {TIMES} {other} {GE} {target:.2f}"
+                name = f"end-to-end POST, durable {store} task {TIMES} {other} {GE} {target:.2f}"
                 rows.append((name, _target_ratio(ratio), ratio >= target))
     traced = summary.get("trioapi (traced)", {})
     # The issue's target is POST's: tracing costs at most 10 %. GET is shown.
@@ -1082,7 +1116,7 @@ def targets_markdown(results: dict[str, Any]) -> str:
                 complete,
             )
         )
-    for name in ("trioapi", "trioapi (durable SQLite)", "trioapi (traced)"):
+    for name in ("trioapi", "trioapi (durable SQLite)", REDIS_FRAMEWORK, "trioapi (traced)"):
         if "POST" in summary.get(name, {}):
             lost = summary[name]["lost_tasks"]
             rows.append((f"lost tasks = 0 ({name})", str(lost), lost == 0))
@@ -1292,8 +1326,13 @@ def main(argv: list[str] | None = None) -> int:
         results["meta"]["wrk"] = wrk_version(wrk)
     if not args.micro_only:
         assert wrk is not None
-        print(f"end-to-end: {len(args.frameworks)} frameworks x {args.rounds} rounds", flush=True)
-        results["e2e"] = run_e2e(args, wrk)
+        with contextlib.ExitStack() as stack:
+            if REDIS_FRAMEWORK in args.frameworks:
+                start_redis(args, stack)
+            print(
+                f"end-to-end: {len(args.frameworks)} frameworks x {args.rounds} rounds", flush=True
+            )
+            results["e2e"] = run_e2e(args, wrk)
         results["e2e"]["date"] = results["meta"]["date"]
     if not args.e2e_only:
         print("in-process micro-benchmarks (bench/micro.py)", flush=True)
