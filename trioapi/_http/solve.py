@@ -291,12 +291,15 @@ async def resolve(
     if scopes and dependant.uses_scopes:
         cache_key = (cache_key, tuple(sorted(set(scopes))))
     marker = sub.marker
-    if marker is not None and marker.scope is not None:
-        # FastAPI caches per scope too: Depends(f, scope="function") and a
-        # request-scoped Depends(f) are two calls, each ended at its own time.
-        # "request" is what a yield dependency has anyway.
-        if marker.scope == "function" or dependant.kind not in _GENERATORS:
-            cache_key = (cache_key, marker.scope)
+    # FastAPI caches per scope too: Depends(f, scope="function") and a
+    # request-scoped Depends(f) are two calls, each ended at its own time.
+    # "request" is what a yield dependency has anyway.
+    if (
+        marker is not None
+        and marker.scope is not None
+        and (marker.scope == "function" or dependant.kind not in _GENERATORS)
+    ):
+        cache_key = (cache_key, marker.scope)
     if sub.use_cache and cache_key in ctx.cache:
         return ctx.cache[cache_key], []
     values, errors = await solve(dependant, ctx, scopes)
