@@ -21,14 +21,23 @@ import sys
 import threading
 from collections.abc import AsyncIterator, MutableMapping
 from tempfile import SpooledTemporaryFile
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 import pytest
 import trio
 import trio.testing
 
-from trioapi import APIRoute, APIRouter, Depends, Form, MalformedRequestError, Request, TrioAPI
+from trioapi import (
+    APIRoute,
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    MalformedRequestError,
+    Request,
+    TrioAPI,
+)
 from trioapi._http import forms
 from trioapi._http.forms import check_form_limits, parse_form
 from trioapi._http.uploads import FormData, UploadFile
@@ -1003,3 +1012,224 @@ async def call_app(
     status = sent[0]["status"]
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return status, json.loads(body) if body else None
+
+
+# --- form models that may be left out, as FastAPI 0.165 reads them -------------------------
+
+try:
+    import pydantic
+except ImportError:  # the tests-without-pydantic session
+    pydantic = None
+
+needs_pydantic = pytest.mark.skipif(pydantic is None, reason="pydantic is not installed")
+
+if pydantic is not None:
+
+    class Profile(pydantic.BaseModel):
+        name: str
+        age: int
+        tags: list[str] = pydantic.Field(default_factory=list)
+
+    class Settings(pydantic.BaseModel):
+        theme: str = "light"
+        tags: list[str] = pydantic.Field(default_factory=list)
+
+    class Aliased(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        value: Annotated[
+            str, pydantic.Field(validation_alias=pydantic.AliasChoices("primary", "secondary"))
+        ]
+
+    class StrictProfile(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        name: str = "default"
+
+    class Token(pydantic.BaseModel):
+        token: str
+
+    class TextForm(pydantic.BaseModel):
+        kind: Literal["text"]
+        value: str
+
+    class ListForm(pydantic.BaseModel):
+        kind: Literal["list"]
+        items: list[int]
+
+    SETTINGS = Settings(theme="dark")
+
+    Tagged = Annotated[
+        Annotated[TextForm, pydantic.Tag("text")]
+        | Annotated[ListForm, pydantic.Tag("list")]
+        | None,
+        Form(),
+    ]
+
+
+@needs_pydantic
+async def test_an_optional_form_model_is_none_until_one_of_its_fields_is_sent() -> None:
+    app = TrioAPI()
+
+    @app.post("/")
+    async def submit(
+        token: Annotated[str, Form()], profile: Annotated[Profile | None, Form()] = None
+    ) -> Any:
+        return profile
+
+    async with TestClient(app) as client:
+        unsent = await client.post("/", data={"token": "t"})
+        sent = await client.post(
+            "/", data={"token": "t", "name": "Rick", "age": "70", "tags": ["a", "b"]}
+        )
+        partial = await client.post("/", data={"token": "t", "tags": "a"})
+    assert (unsent.status_code, unsent.json()) == (200, None)
+    assert sent.json() == {"name": "Rick", "age": 70, "tags": ["a", "b"]}
+    assert partial.status_code == 422
+    assert partial.json() == {
+        "detail": [
+            {
+                "type": "missing",
+                "loc": ["body", "name"],
+                "msg": "Field required",
+                "input": {"tags": ["a"], "token": "t"},
+            },
+            {
+                "type": "missing",
+                "loc": ["body", "age"],
+                "msg": "Field required",
+                "input": {"tags": ["a"], "token": "t"},
+            },
+        ]
+    }
+
+
+@needs_pydantic
+async def test_a_form_models_default_is_a_fresh_copy_for_every_request() -> None:
+    app = TrioAPI()
+
+    @app.post("/")
+    async def submit(settings: Annotated[Settings | None, Form()] = SETTINGS) -> Any:
+        assert settings is not None
+        settings.tags.append("seen")
+        return settings
+
+    async with TestClient(app) as client:
+        first = await client.post("/")
+        second = await client.post("/")
+    assert first.json() == second.json() == {"theme": "dark", "tags": ["seen"]}
+    assert SETTINGS.tags == []
+
+
+@needs_pydantic
+async def test_the_alias_choices_after_the_one_a_form_model_used_are_extra_fields() -> None:
+    app = TrioAPI()
+
+    @app.post("/")
+    async def submit(data: Annotated[Aliased, Form()]) -> Any:
+        return data
+
+    async with TestClient(app) as client:
+        second = await client.post("/", data={"primary": "", "secondary": "hello"})
+        first = await client.post("/", data={"primary": "hello", "secondary": ""})
+    assert (second.status_code, second.json()) == (200, {"value": "hello"})
+    assert first.status_code == 422
+    assert first.json() == {
+        "detail": [
+            {
+                "type": "extra_forbidden",
+                "loc": ["body", "secondary"],
+                "msg": "Extra inputs are not permitted",
+                "input": "",
+            }
+        ]
+    }
+
+
+@needs_pydantic
+async def test_the_branches_of_a_form_union_keep_their_own_tags() -> None:
+    app = TrioAPI()
+
+    @app.post("/")
+    async def submit(data: Tagged = None) -> Any:
+        return data
+
+    async with TestClient(app) as client:
+        unsent = await client.post("/")
+        invalid = await client.post("/", data={"kind": "text"})
+    assert (unsent.status_code, unsent.json()) == (200, None)
+    assert invalid.status_code == 422
+    assert invalid.json() == {
+        "detail": [
+            {
+                "type": "missing",
+                "loc": ["body", "text", "value"],
+                "msg": "Field required",
+                "input": {"kind": "text"},
+            },
+            {
+                "type": "literal_error",
+                "loc": ["body", "list", "kind"],
+                "msg": "Input should be 'list'",
+                "input": "text",
+                "ctx": {"expected": "'list'"},
+            },
+            {
+                "type": "missing",
+                "loc": ["body", "list", "items"],
+                "msg": "Field required",
+                "input": {"kind": "text"},
+            },
+        ]
+    }
+
+
+@needs_pydantic
+async def test_an_upload_a_form_model_forbids_is_a_422_naming_it() -> None:
+    app = TrioAPI()
+
+    @app.post("/")
+    async def submit(
+        credentials: Annotated[Token, Form()],
+        avatar: Annotated[UploadFile | None, File()] = None,
+        profile: Annotated[StrictProfile | None, Form()] = None,
+    ) -> Any:
+        return profile
+
+    async with TestClient(app) as client:
+        response = await client.post(
+            "/", data={"token": "secret"}, files={"avatar": ("image.png", b"image")}
+        )
+    assert response.status_code == 422
+    token, avatar = response.json()["detail"]
+    assert token == {
+        "type": "extra_forbidden",
+        "loc": ["body", "token"],
+        "msg": "Extra inputs are not permitted",
+        "input": "secret",
+    }
+    assert (avatar["type"], avatar["loc"]) == ("extra_forbidden", ["body", "avatar"])
+    assert (avatar["input"]["filename"], avatar["input"]["size"]) == ("image.png", 5)
+
+
+async def test_every_value_of_a_file_list_must_be_a_file() -> None:
+    app = TrioAPI()
+
+    @app.post("/")
+    async def upload(files: Annotated[list[UploadFile], File()]) -> list[str | None]:
+        return [file.filename for file in files]
+
+    async with TestClient(app) as client:
+        response = await client.post(
+            "/", files=[("files", ("a.txt", b"a")), ("files", (None, "text"))]
+        )
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": [
+            {
+                "type": "value_error",
+                "loc": ["body", "files", 1],
+                "msg": "Value error, Expected UploadFile, received: <class 'str'>",
+                "input": "text",
+                "ctx": {"error": {}},
+            }
+        ]
+    }

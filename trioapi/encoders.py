@@ -291,6 +291,11 @@ def _encode(obj: Any, include: Any, exclude: Any, options: _Options) -> Any:
             " to pydantic v2 (pydantic.BaseModel)"
         )
         raise PydanticV1NotSupportedError(msg)
+    if _is_instance_of_loaded(obj, "trioapi._http.uploads", "UploadFile"):
+        # Starlette's UploadFile is encoded by vars() (a 422 entry's input
+        # can be one); trioapi's has __slots__ instead: the same attributes.
+        data = {name: getattr(obj, name) for name in ("filename", "file", "size", "headers")}
+        return _encode(data, include, exclude, options)
     try:
         data = dict(obj)
     except Exception as dict_error:

@@ -30,6 +30,7 @@ pydantic is not installed), or pydantic (see
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import inspect
@@ -600,7 +601,11 @@ def param_aliases(
     request = main.replace("_", "-") if convert_underscores and main == name else main
     pairs = [(main, request)]
     choices = getattr(validation_alias, "choices", None)
-    if choices is not None and all(isinstance(choice, str) for choice in choices):
+    if hasattr(validation_alias, "path") or (
+        choices is not None and not all(isinstance(choice, str) for choice in choices)
+    ):
+        return pairs  # an AliasPath: looked up in the data, not a name of its own
+    if choices is not None:
         pairs = [(choice, choice) for choice in choices]
     config = config or {}
     by_name = config.get("validate_by_name", config.get("populate_by_name", False))
@@ -613,6 +618,22 @@ def param_aliases(
     return pairs
 
 
+def field_config(model: Any, info: Any) -> Mapping[str, Any] | None:
+    """The config that decides how a model's field is named (FastAPI's rule).
+
+    A field that is itself a model, a dict or a dataclass is named by its
+    alias alone: the outer model's ``validate_by_name`` does not reach it.
+    """
+    annotation = info.annotation
+    if dataclasses.is_dataclass(annotation) or (
+        isinstance(annotation, type)
+        and (pydantic_engine.is_pydantic_model(annotation) or issubclass(annotation, dict))
+    ):
+        return None
+    config: Mapping[str, Any] = getattr(model, "model_config", {})
+    return config
+
+
 def _is_sequence(tp: Any) -> bool:
     inner, _ = strip_optional(tp)
     return sequence_item(inner) is not None and not is_scalar(inner)
@@ -622,7 +643,6 @@ def _model_keys(model: Any, source: str, marker: FieldMarker | None) -> tuple[Mo
     """For a parameter or form model: how to find each of its fields in the request."""
     default_convert = not isinstance(marker, Header) or marker.convert_underscores
     keys: list[ModelKey] = []
-    config = getattr(model, "model_config", {})
     for field_name, info in model.model_fields.items():
         convert = source == "header" and getattr(info, "convert_underscores", default_convert)
         pairs = param_aliases(
@@ -630,7 +650,7 @@ def _model_keys(model: Any, source: str, marker: FieldMarker | None) -> tuple[Mo
             info.alias,
             info.validation_alias,
             convert_underscores=bool(convert),
-            config=config,
+            config=field_config(model, info),
         )
         if source == "header":
             pairs = [(key, wire.lower()) for key, wire in pairs]
@@ -847,22 +867,27 @@ def _string_field(
 
 
 def _normalising_union(annotation: Any, models: tuple[Any, ...]) -> Any:
-    """A union of form models: each branch first picks its own fields from the form."""
+    """A union of form models: each branch first picks its own fields from the form.
+
+    The branches keep their own metadata; each is tagged (for the errors'
+    ``loc``) with its own ``Tag``, or else its model's name.
+    """
     from pydantic import BeforeValidator, Tag
 
-    _, optional = strip_optional(annotation)
+    del models
     choices: list[Any] = []
-    for model in models:
+    for choice in get_args(annotation):
+        if choice is type(None):
+            choices.append(choice)
+            continue
+        model, metadata = _split_annotated(choice)
         keys = _model_keys(model, "form", None)
-        choices.append(
-            Annotated[
-                model,
-                BeforeValidator(functools.partial(_form_branch, keys=keys)),
-                Tag(model.__name__),
-            ]
+        tag = next(
+            (item for item in reversed(metadata) if isinstance(item, Tag)), Tag(model.__name__)
         )
-    if optional:
-        choices.append(type(None))
+        choices.append(
+            Annotated[choice, BeforeValidator(functools.partial(_form_branch, keys=keys)), tag]
+        )
     return typing.Union[tuple(choices)]  # noqa: UP007 - built from parts at runtime
 
 

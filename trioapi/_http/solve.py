@@ -49,7 +49,8 @@ logger = logging.getLogger("trioapi.error")
 
 _NO_BODY: Any = object()
 _EMPTY_BODY: Any = object()  # the request had no body bytes (not the same as JSON null)
-_MUTABLE_DEFAULTS = (list, dict, set, bytearray)
+# Defaults that are copied as they are (FastAPI deep-copies every default).
+_ATOMIC_DEFAULTS = frozenset({type(None), bool, int, float, str, bytes})
 
 
 def sub_response() -> Response:
@@ -341,7 +342,7 @@ def _missing(
         return
     else:
         default = field.default
-        value = copy.deepcopy(default) if isinstance(default, _MUTABLE_DEFAULTS) else default
+        value = default if type(default) in _ATOMIC_DEFAULTS else copy.deepcopy(default)
     marker = field.marker
     if marker is not None and marker.validate_default and field.validate is not None:
         _validated(field, value, where, values, errors)
@@ -432,7 +433,8 @@ def pick_model_items(
     (in a form, the first whose value is not empty), all of its values for
     a sequence field, else one; an absent or empty value is left out, so the
     model's default applies; every other key is passed on too, so the
-    model's own ``extra`` policy decides about it.
+    model's own ``extra`` policy decides about it. That includes the names
+    of a field after the one it took (an unused ``AliasChoices`` choice).
     """
     grouped: dict[str, list[Any]] = {}
     for key, value in items:
@@ -442,8 +444,9 @@ def pick_model_items(
     for model_key in keys:
         pairs = model_key.pairs
         if form:
-            processed.update(name for _, name in pairs)
             for data_key, wire in pairs:
+                # Names after the one used stay extras (for the model's policy).
+                processed.add(wire)
                 value = form_value(grouped.get(wire, []), model_key.is_list)
                 if value is not _ABSENT:
                     data[data_key] = value
@@ -758,18 +761,26 @@ async def _read_form(
             continue
         found = value if isinstance(value, list) else [value]
         if field.upload in ("file", "files"):
-            uploads = [item for item in found if isinstance(item, UploadFile)]
-            if not uploads:
+            # Each value must be a file; a list reports the ones that are not by index.
+            listed = field.upload == "files"
+            wrong = [
+                (index, item)
+                for index, item in enumerate(found)
+                if not isinstance(item, UploadFile)
+            ]
+            for index, item in wrong:
+                message = f"Expected UploadFile, received: {type(item)}"
                 errors.append(
                     error_entry(
                         "value_error",
-                        loc,
-                        f"Value error, Expected UploadFile, received: {type(found[0])}",
-                        found[0],
+                        (*loc, index) if listed else loc,
+                        f"Value error, {message}",
+                        item,
+                        {"error": ValueError(message)},  # pydantic's ctx for a ValueError
                     )
                 )
-                continue
-            values[field.name] = uploads if field.upload == "files" else uploads[-1]
+            if not wrong:
+                values[field.name] = found if listed else found[-1]
             continue
         raws: list[Any] = [await _file_bytes(item) for item in found]
         if field.is_list:

@@ -130,9 +130,11 @@ class UploadFile:
             await trio.to_thread.run_sync(self.file.close)
 
     @classmethod
-    def _validate(cls, value: Any) -> UploadFile:
+    def _validate(cls, value: Any, info: Any = None) -> UploadFile:
+        # pydantic's validator with info (FastAPI's signature); FastAPI's message.
+        del info
         if not isinstance(value, UploadFile):
-            msg = f"expected an uploaded file, not {type(value).__name__}"
+            msg = f"Expected UploadFile, received: {type(value)}"
             raise ValueError(msg)  # noqa: TRY004 - pydantic turns ValueError into a 422 entry
         return value
 
@@ -141,7 +143,7 @@ class UploadFile:
         # Called by pydantic only, so pydantic is imported only when it is in use.
         from pydantic_core import core_schema
 
-        return core_schema.no_info_plain_validator_function(cls._validate)
+        return core_schema.with_info_plain_validator_function(cls._validate)
 
     @classmethod
     def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:

@@ -45,10 +45,20 @@ from .._http.params import (
     Special,
     SubDependency,
     analyse,
+    field_config,
+    param_aliases,
     return_annotation,
 )
 from .._http.routing import UNSET, APIRoute
-from .schemas import REF_PREFIX, Model, SchemaSet, Value, title_for
+from .schemas import (
+    REF_PREFIX,
+    FormPart,
+    Model,
+    SchemaSet,
+    Value,
+    form_model_annotation,
+    title_for,
+)
 
 METHODS_WITH_BODY = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
 """The methods whose operations may document a request body (FastAPI's set)."""
@@ -117,6 +127,21 @@ _FIELD_KEYWORDS = (
     "union_mode",
     "fail_fast",
     "validate_default",
+)
+
+
+# The Field() keywords that describe a value rather than constrain it.
+_DESCRIPTIVE_KEYWORDS = frozenset(
+    {
+        "title",
+        "description",
+        "examples",
+        "deprecated",
+        "json_schema_extra",
+        "validate_default",
+        "default",
+        "default_factory",
+    }
 )
 
 
@@ -528,7 +553,12 @@ class _Planner:
         if not fields:
             return None
         first = fields[0]
-        if not _embed(fields):
+        embed = _embed(fields)
+        if any(field.form_models for field in fields) and (
+            embed or any(_nullable_group(field) for field in fields)
+        ):
+            return self._form_body(fields, unique_id, owners, embed=embed)
+        if not embed:
             marker = first.marker
             metadata = _metadata(first, owners[id(first)]) if id(first) in owners else ()
             handle = self.schemas.add(
@@ -552,15 +582,74 @@ class _Planner:
             members.setdefault(
                 field.name, Value(field.annotation, "validation", keywords, metadata)
             )
-        groups = frozenset(
-            field.name
-            for field in fields
-            if field.source == "form"
-            and field.model_keys is not None
-            and not (isinstance(field.marker, Body) and field.marker.embed)
-        )
         name = "Body_" + unique_id
-        handle = self.schemas.add_model(Model(name, tuple(members.items()), form_groups=groups))
+        handle = self.schemas.add_model(Model(name, tuple(members.items())))
+        return _Body(
+            handle=handle,
+            title=None,
+            media_type=_embedded_media_type(fields),
+            required=any(field.required for field in fields),
+        )
+
+    def _form_body(
+        self, fields: list[Field], unique_id: str, owners: Mapping[int, Any], *, embed: bool
+    ) -> _Body:
+        """A form body with form models in it: ``Body_<operationId>``, laid out as FastAPI does.
+
+        Each parameter is a member of its own (``field_0``...), even when two
+        share a name; the schema then shows the plain fields as properties
+        and each form model as a condition (see ``schemas.FormPart``). An
+        optional form model makes this model even for a lone parameter.
+        """
+        members: list[tuple[str, Value]] = []
+        parts: list[FormPart] = []
+        for index, field in enumerate(fields):
+            member = f"field_{index}"
+            metadata = _metadata(field, owners[id(field)]) if id(field) in owners else ()
+            keywords = _field_keywords(field, alias=False)
+            keywords["alias"] = member
+            keywords["title"] = keywords.get("title") or field.name.replace("_", " ").title()
+            annotation = field.annotation
+            if not field.form_models:
+                alias = _form_alias(field)
+                parts.append(FormPart(member, alias, field.required))
+            else:
+                if len(field.form_models) == 1:
+                    model = field.form_models[0]
+                    annotation = form_model_annotation(model, _form_renames(model))
+                    if field.annotation is not model:
+                        annotation = annotation | None
+                    elif field.marker is None or field.marker.title is None:
+                        # FastAPI's made-up title does not reach a bare model's $ref.
+                        del keywords["title"]
+                parts.append(
+                    FormPart(
+                        member,
+                        None,
+                        field.required,
+                        nullable=_nullable_group(field),
+                        absent=_absent(field),
+                    )
+                )
+            members.append((member, Value(annotation, "validation", keywords, metadata)))
+        model = Model("Body_" + unique_id, tuple(members), form_parts=tuple(parts))
+        if not embed:
+            # The lone parameter's own description of the body (its default...).
+            # Its constraints and discriminator are the parameter's, not the made-up model's.
+            first = fields[0]
+            keywords = {
+                key: value
+                for key, value in _field_keywords(first, alias=False).items()
+                if key in _DESCRIPTIVE_KEYWORDS
+            }
+            handle = self.schemas.add(Value(model, "validation", keywords))
+            return _Body(
+                handle=handle,
+                title=None,
+                media_type=_media_type(first),
+                required=first.required,
+            )
+        handle = self.schemas.add_model(model)
         return _Body(
             handle=handle,
             title=None,
@@ -599,11 +688,64 @@ def _is_form(field: Field) -> bool:
     return field.source in ("form", "file")
 
 
+def _nullable_group(field: Field) -> bool:
+    """A form model (or a union of them) that may be left out: ``Model | None``."""
+    return bool(field.form_models) and strip_optional(field.annotation)[1]
+
+
+def _form_alias(field: Field) -> str:
+    """A plain form field's first name in the form (its first alias choice)."""
+    marker = field.marker
+    if marker is None:
+        return field.name
+    return param_aliases(field.name, marker.alias, marker.validation_alias)[0][0]
+
+
+def _model_names(model: Any) -> list[tuple[Any, list[str]]]:
+    """Each field of a form model: the name its schema gives it, and its names in a form."""
+    found: list[tuple[Any, list[str]]] = []
+    for name, info in model.model_fields.items():
+        validation_alias = info.validation_alias
+        choices = getattr(validation_alias, "choices", None)
+        if choices is not None:
+            schema_name = choices[0]
+        elif isinstance(validation_alias, str) and validation_alias:
+            schema_name = validation_alias
+        else:
+            schema_name = info.alias or name
+        pairs = param_aliases(name, info.alias, validation_alias, config=field_config(model, info))
+        found.append((schema_name, [alias for alias, _ in pairs]))
+    return found
+
+
+def _form_renames(model: Any) -> dict[str, list[str]]:
+    return {
+        schema_name: names
+        for schema_name, names in _model_names(model)
+        if isinstance(schema_name, str)
+    }
+
+
+def _absent(field: Field) -> dict[str, Any]:
+    """The schema of a form that sends none of the form models' fields."""
+    models = field.form_models
+    if any(
+        getattr(model, "model_config", {}).get("extra") in ("allow", "forbid") for model in models
+    ):
+        return {"maxProperties": 0}
+    names = sorted({name for model in models for _, names in _model_names(model) for name in names})
+    return {"not": {"anyOf": [{"required": [name]} for name in names]}} if names else {}
+
+
 def _embed(fields: list[Field]) -> bool:
     """FastAPI's rule: several body values, ``Body(embed=True)``, or plain form fields."""
     if len({field.name for field in fields}) > 1:
         return True
     first = fields[0]
+    if first.form_models and any(
+        not field.form_models or field.annotation is not first.annotation for field in fields[1:]
+    ):
+        return True  # dependencies name different form models alike
     if isinstance(first.marker, Body) and first.marker.embed:
         return True
     return _is_form(first) and first.model_keys is None

@@ -26,12 +26,13 @@ Nothing here imports pydantic or msgspec before :meth:`SchemaSet.generate`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import importlib.util
 import typing
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import attrs
@@ -50,7 +51,8 @@ class Value:
     """One value to describe.
 
     Args:
-        annotation: Its type, as the signature has it (``Annotated`` split off).
+        annotation: Its type, as the signature has it (``Annotated`` split off),
+            or a :class:`Model` (a body that is one made-up model, with a default).
         mode: ``"validation"`` for input, ``"serialization"`` for output.
         field: Keywords for ``pydantic.Field`` (title, description, default,
             constraints, examples, json_schema_extra...).
@@ -65,21 +67,47 @@ class Value:
     config: Any = None
 
 
+@attrs.frozen
+class FormPart:
+    """How one parameter of a form body shows in its schema (FastAPI's layout).
+
+    A form body whose parameters include form models is sent flat: every
+    field of every model next to the plain fields. Its schema keeps the
+    plain fields as properties (under their names in the form) and gives
+    each model's schema as one condition of ``allOf``; an optional model
+    (``Model | None``) is "its schema, or none of its fields sent".
+
+    Args:
+        name: The made-up model's field for the parameter (``field_0``...).
+        alias: A plain field: its name in the form. None for a form model.
+        required: The parameter has no default.
+        nullable: A form model that may be left out (``Model | None``).
+        absent: For a nullable form model, the schema of "not sent": no
+            property at all when a model takes extra fields (``allow`` or
+            ``forbid``), else none of its fields' names.
+    """
+
+    name: str
+    alias: str | None
+    required: bool
+    nullable: bool = False
+    absent: Mapping[str, Any] = attrs.field(factory=dict)
+
+
 @attrs.frozen(eq=False)
 class Model:
     """A model the document makes up, such as ``Body_<operationId>``.
 
     ``fields`` holds ``(name, value)``; the value's ``field`` keywords give the
     alias and whether it is required (a ``default`` or ``default_factory``).
-    ``form_groups`` names the fields that are form models whose own fields
-    are sent flat, next to the others: the schema then says so with an
-    ``allOf`` of those models instead of a property each (FastAPI's way).
+    ``form_parts``, when set, says that the model is a form body with form
+    models in it, one part per field (see :class:`FormPart`).
     """
 
     name: str
     fields: tuple[tuple[str, Value], ...]
     mode: Mode = "validation"
-    form_groups: frozenset[str] = frozenset()
+    form_parts: tuple[FormPart, ...] = ()
 
 
 @functools.cache
@@ -135,24 +163,28 @@ class SchemaSet:
         by_pydantic: list[int] = []
         by_msgspec: list[int] = []
         for handle, item in enumerate(self._items):
+            model = _made_up(item)
             annotations = (
-                [item.annotation]
-                if isinstance(item, Value)
-                else [value.annotation for _, value in item.fields]
+                [value.annotation for _, value in model.fields]
+                if model is not None
+                else [typing.cast("Value", item).annotation]
             )
             if all(_pydantic_can(annotation) for annotation in annotations):
                 by_pydantic.append(handle)
             elif msgspec_available():
                 by_msgspec.append(handle)
+            elif isinstance(item, Model):
+                self._schemas[handle] = self._composed(item, {})
             else:
-                self._schemas[handle] = {} if isinstance(item, Value) else self._composed(item, {})
+                self._schemas[handle] = {}
         if by_pydantic:
             self._generate_pydantic(by_pydantic)
         if by_msgspec:
             self._generate_msgspec(by_msgspec)
         for item in self._items:
-            if isinstance(item, Model) and item.form_groups:
-                _flatten_groups(item, self.definitions.get(item.name))
+            model = _made_up(item)
+            if model is not None and model.form_parts:
+                _lay_out_form(model, self.definitions.get(model.name))
         _split_description(self.definitions)
 
     # --- pydantic ---------------------------------------------------------------
@@ -248,30 +280,93 @@ class SchemaSet:
         return {"$ref": REF_PREFIX + model.name}
 
 
-def _flatten_groups(model: Model, definition: JSON | None) -> None:
-    """Form models sent flat: their schemas go into ``allOf``, the other fields stay properties."""
+def _made_up(item: Value | Model) -> Model | None:
+    """The made-up model an item describes: the item itself, or the type of a value."""
+    if isinstance(item, Model):
+        return item
+    return item.annotation if isinstance(item.annotation, Model) else None
+
+
+def _lay_out_form(model: Model, definition: JSON | None) -> None:
+    """A form body with form models: plain fields as properties, each model as a condition."""
     if definition is None:
         return
-    properties: JSON = definition.pop("properties", {})
-    required: list[str] = definition.pop("required", [])
-    kept: JSON = {}
-    kept_required: list[str] = []
+    schemas: JSON = definition.pop("properties", {})
+    definition.pop("required", None)
+    properties: JSON = {}
+    required: list[str] = []
     conditions: list[JSON] = []
-    for name, value in model.fields:
-        key = value.field.get("alias") or name
-        schema = dict(properties.get(key, {}))
-        if name in model.form_groups:
-            schema.pop("default", None)
-            conditions.append(schema)
+    for part in model.form_parts:
+        schema = dict(schemas.get(part.name, {}))
+        if part.alias is not None:
+            if part.alias in properties:
+                # Two parameters read the same name: the second is a condition.
+                conditions.append({"properties": {part.alias: schema}})
+            else:
+                properties[part.alias] = schema
+            if part.required and part.alias not in required:
+                required.append(part.alias)
             continue
-        kept[key] = schema
-        if key in required and key not in kept_required:
-            kept_required.append(key)
-    if kept:
-        definition["properties"] = kept
-    if kept_required:
-        definition["required"] = kept_required
+        schema.pop("default", None)
+        if part.nullable:
+            # Left out by sending none of its fields, not by a null body.
+            schema["anyOf"] = [
+                choice for choice in schema.get("anyOf", ()) if choice.get("type") != "null"
+            ]
+            absent = dict(part.absent)
+            if part.required:
+                conditions.append({"not": absent})
+            else:
+                schema = {"anyOf": [absent, schema]}
+        conditions.append(schema)
+    if properties:
+        definition["properties"] = properties
+    if required:
+        definition["required"] = required
     definition["allOf"] = conditions
+
+
+def form_model_annotation(model: Any, renames: Mapping[str, Sequence[str]]) -> Any:
+    """A form model whose schema names its fields as the form does.
+
+    ``renames`` maps the name the model's schema gives a field to the names
+    it is read under in a form, in preference order (``AliasChoices``, or
+    the field's name where the model validates by name). Only this form's
+    schema changes: the model's own entry in ``components`` stays as it is.
+    """
+    from pydantic import GetPydanticSchema
+
+    hook = functools.partial(_form_model_schema, renames=dict(renames))
+    return Annotated[model, GetPydanticSchema(get_pydantic_json_schema=hook)]
+
+
+def _form_model_schema(core_schema: Any, handler: Any, *, renames: Mapping[str, Any]) -> JSON:
+    schema: JSON = handler(core_schema)
+    resolved: JSON = handler.resolve_ref_schema(schema)
+    properties = resolved.get("properties", {})
+    required = resolved.get("required", [])
+    used = {
+        name: list(names)
+        for name, names in renames.items()
+        if name in properties and (names[0] != name or (len(names) > 1 and name in required))
+    }
+    if not used:
+        return schema
+    inline = copy.deepcopy(resolved)
+    inline["properties"] = {
+        used.get(name, [name])[0]: value for name, value in inline["properties"].items()
+    }
+    inline["required"] = []
+    for name in required:
+        names = used.get(name, [name])
+        if len(names) == 1:
+            inline["required"].append(names[0])
+        else:
+            # Any one of its names will do.
+            inline.setdefault("allOf", []).append(
+                {"anyOf": [{"required": [choice]} for choice in names]}
+            )
+    return inline
 
 
 def _cache_key(item: Value | Model) -> Any:
@@ -307,6 +402,9 @@ def _core_schema(item: Value | Model) -> Any:
         warnings.simplefilter("ignore", _unsupported_attribute_warning())
         if isinstance(item, Model):
             return TypeAdapter(_made_up_model(item)).core_schema
+        if isinstance(item.annotation, Model):
+            value = attrs.evolve(item, annotation=_made_up_model(item.annotation))
+            return TypeAdapter(_annotated(value)).core_schema
         config = item.config if _takes_config(item.annotation) else None
         return TypeAdapter(_annotated(item), config=config).core_schema
 
