@@ -55,7 +55,6 @@ SPOOL_MAX_SIZE = 1024 * 1024
 FORM_LIMIT_NAMES = ("max_fields", "max_files", "max_part_size")
 
 
-
 class FormLimits(TypedDict, total=False):
     """The shape of a ``form_limits`` setting, for type checkers; every key is optional."""
 
