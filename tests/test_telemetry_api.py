@@ -30,6 +30,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from .test_tracing import tree
+
 
 class Collector:
     """Providers with in-memory exporters, and the config that names them."""
@@ -55,16 +57,7 @@ class Collector:
 
     def tree(self) -> list[tuple[str, str, str | None]]:
         """(name, kind, parent's name) per span, in the order they ended."""
-        spans = self.spans.get_finished_spans()
-        names = {span.context.span_id: span.name for span in spans}
-        return [
-            (
-                span.name,
-                span.kind.name,
-                names.get(span.parent.span_id) if span.parent is not None else None,
-            )
-            for span in spans
-        ]
+        return tree(self.spans.get_finished_spans())
 
     def span(self, name: str) -> ReadableSpan:
         (span,) = [span for span in self.spans.get_finished_spans() if span.name == name]

@@ -82,8 +82,7 @@ from .solve import (
     RequestContext,
     call,
     request_has_body,
-    resolve,
-    solve,
+    solve_route,
     teardown,
 )
 from .streams import prepare_stream
@@ -1013,11 +1012,7 @@ class TrioAPI(APIRouter):
         if record is not None:
             result = await record.run(route, ctx)
         else:
-            errors: list[dict[str, Any]] = []
-            for sub in route.extra:
-                errors.extend((await resolve(sub, ctx))[1])
-            values, own_errors = await solve(dependant, ctx)
-            errors.extend(own_errors)
+            values, errors = await solve_route(route, ctx)
             if errors:
                 raise RequestValidationError(errors, body=ctx._body_or_none())
             result = await call(dependant, values)

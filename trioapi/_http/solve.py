@@ -281,6 +281,19 @@ def _overridden(dependant: Dependant, ctx: RequestContext) -> Dependant:
 _GENERATORS = (CallKind.ASYNC_GEN, CallKind.SYNC_GEN)
 
 
+async def solve_route(
+    route: Any, ctx: RequestContext
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """An HTTP or websocket route's endpoint values, after its routers' and app's
+    ``dependencies=`` (``route.extra``), and every validation error of them all."""
+    errors: list[dict[str, Any]] = []
+    for sub in route.extra:
+        errors.extend((await resolve(sub, ctx))[1])
+    values, own_errors = await solve(route.dependant, ctx)
+    errors.extend(own_errors)
+    return values, errors
+
+
 async def resolve(
     sub: SubDependency, ctx: RequestContext, scopes: tuple[str, ...] = ()
 ) -> tuple[Any, list[dict[str, Any]]]:

@@ -68,7 +68,7 @@ from ..telemetry._api import TELEMETRY_RECORD
 from .params import CallKind
 from .requests import DEFAULT_MAX_BODY_SIZE, Message, Receive, Request, Scope, Send
 from .responses import TRANSPORT_GONE, Response
-from .solve import RequestContext, call, resolve, solve, teardown
+from .solve import RequestContext, call, solve_route, teardown
 
 if TYPE_CHECKING:
     from .._runtime.background import BackgroundRuntime
@@ -764,11 +764,7 @@ async def run_websocket(
 async def _call_endpoint(route: APIWebSocketRoute, ctx: RequestContext) -> None:
     dependant = route.dependant
     assert dependant is not None, "the route was not prepared"
-    errors: list[dict[str, Any]] = []
-    for sub in route.extra:
-        errors.extend((await resolve(sub, ctx))[1])
-    values, own_errors = await solve(dependant, ctx)
-    errors.extend(own_errors)
+    values, errors = await solve_route(route, ctx)
     if errors:
         mount = (ctx.scope.get("root_path") or "").rstrip("/")
         where = endpoint_context(route.endpoint, "WS", mount + route.path)
