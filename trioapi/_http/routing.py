@@ -582,30 +582,24 @@ class APIRouter:
     def _adopt_routes(self, routes: Sequence[Any]) -> None:
         """Adds route objects made on their own (``routes=[APIRoute(...), ...]``).
 
-        Each is added as ``add_api_route`` adds one, with this router's
+        Each is added as an included router's routes are, with this router's
         defaults under its own options; a websocket route and a ``Mount`` go
         where theirs go.
         """
+        # Included as a router holding them is: include_router is the one
+        # place route objects are added again under a router's defaults.
+        holder = APIRouter()
         for route in routes:
             if isinstance(route, APIRoute):
-                self.add_api_route(
-                    route.path,
-                    route.endpoint,
-                    methods=route.methods,
-                    tags=route.tags,
-                    dependencies=route.dependencies,
-                    route_class_override=type(route),
-                    **{key: getattr(route, key) for key in _ROUTE_OPTIONS},
-                )
+                holder.routes.append(route)
             elif isinstance(route, APIWebSocketRoute):
-                self.add_api_websocket_route(
-                    route.path, route.endpoint, route.name, dependencies=route.dependencies
-                )
+                holder.websocket_routes.append(route)
             elif isinstance(route, Mount):
-                self.mount(route.path, route.app, route.name)
+                holder.mounts.append(route)
             else:
                 msg = f"routes= takes APIRoute, APIWebSocketRoute and Mount objects, not {route!r}"
                 raise TypeError(msg)
+        self.include_router(holder)
 
     def _register(self, route: APIRoute) -> None:
         self.routes.append(route)
