@@ -30,6 +30,8 @@ from typing import Any, ParamSpec, TypeVar, final
 
 import trio
 
+from ._runtime.anyio_threads import in_worker
+
 __all__ = [
     "asynccontextmanager",
     "contextmanager_in_threadpool",
@@ -59,9 +61,8 @@ async def run_in_threadpool(func: Callable[P, T], *args: P.args, **kwargs: P.kwa
             directly instead.
     """
     if kwargs:
-        return await trio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
-    # Without a partial the worker thread is named after the function.
-    return await trio.to_thread.run_sync(func, *args)
+        return await trio.to_thread.run_sync(in_worker(functools.partial(func, *args, **kwargs)))
+    return await trio.to_thread.run_sync(in_worker(func), *args)
 
 
 _EXHAUSTED: Any = object()
@@ -91,7 +92,9 @@ class _ThreadedIterator(AsyncIterator[T]):
         try:
             # StopIteration cannot travel out of the thread (inside a
             # coroutine it becomes a RuntimeError): the end is a sentinel.
-            item = await trio.to_thread.run_sync(next, self._iterator, _EXHAUSTED)
+            item: T = await trio.to_thread.run_sync(
+                in_worker(next), self._iterator, _EXHAUSTED
+            )
         finally:
             self._running = False
         if item is _EXHAUSTED:
@@ -149,7 +152,7 @@ async def contextmanager_in_threadpool(cm: AbstractContextManager[T]) -> AsyncGe
             unless ``__exit__`` suppressed it; whatever ``__exit__`` raised
             (with the body's exception as its ``__context__``).
     """
-    value = await trio.to_thread.run_sync(cm.__enter__)
+    value = await trio.to_thread.run_sync(in_worker(cm.__enter__))
     # A limiter of its own for each exit: any limit works, as only one call
     # ever uses it.
     exit_limiter = trio.CapacityLimiter(1)
@@ -158,13 +161,19 @@ async def contextmanager_in_threadpool(cm: AbstractContextManager[T]) -> AsyncGe
     except BaseException as error:
         with trio.CancelScope(shield=True):
             suppress = await trio.to_thread.run_sync(
-                cm.__exit__, type(error), error, error.__traceback__, limiter=exit_limiter
+                in_worker(cm.__exit__),
+                type(error),
+                error,
+                error.__traceback__,
+                limiter=exit_limiter,
             )
         if not suppress:
             raise
     else:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(cm.__exit__, None, None, None, limiter=exit_limiter)
+            await trio.to_thread.run_sync(
+                in_worker(cm.__exit__), None, None, None, limiter=exit_limiter
+            )
 
 
 async def run_until_first_complete(

@@ -84,6 +84,7 @@ from .solve import (
     request_has_body,
     solve_route,
     teardown,
+    teardown_interrupted,
 )
 from .streams import prepare_stream
 
@@ -969,9 +970,11 @@ class TrioAPI(APIRouter):
                 # HTTPException, say), which is then the one answered.
                 error = await teardown(ctx, exc) or exc
             response = await self._error_response(error, scope, receive, ctx)
-        except BaseException:
+        except BaseException as interruption:
             if ctx is not None:
                 self.background.discard(ctx.take_background())
+                if ctx.exits:
+                    await teardown_interrupted(ctx, interruption)
                 if ctx.has_files():
                     await ctx.close_files()
             raise

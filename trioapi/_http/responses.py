@@ -39,6 +39,7 @@ from typing import Any, Literal, final
 import attrs
 import trio
 
+from .._runtime.anyio_threads import in_worker
 from .convert import body_converter
 from .datastructures import URL
 from .requests import Receive, Scope, Send
@@ -509,7 +510,7 @@ class StreamingResponse(Response):
         iterator = iter(source)
         try:
             while True:
-                chunk = await trio.to_thread.run_sync(_next_chunk, iterator)
+                chunk = await trio.to_thread.run_sync(in_worker(_next_chunk), iterator)
                 if chunk is _END:
                     return
                 yield chunk
@@ -517,7 +518,7 @@ class StreamingResponse(Response):
             close = getattr(iterator, "close", None)
             if close is not None:
                 with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(close)
+                    await trio.to_thread.run_sync(in_worker(close))
 
     def _encode(self, chunk: Any) -> bytes:
         if isinstance(chunk, bytes):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, final
 import trio
 
 from .._exceptions import HTTPException
+from .._runtime.anyio_threads import in_worker
 from .._runtime.background import BackgroundTasks
 from ..telemetry._api import TELEMETRY_RECORD
 from .convert import ConversionError, body_errors, error_entry, strip_optional
@@ -218,7 +219,7 @@ async def call(dependant: Dependant, values: dict[str, Any]) -> Any:
     """Calls a plain (non-generator) endpoint or dependency."""
     if dependant.kind is CallKind.ASYNC:
         return await dependant.call(**values)
-    return await trio.to_thread.run_sync(functools.partial(dependant.call, **values))
+    return await trio.to_thread.run_sync(in_worker(functools.partial(dependant.call, **values)))
 
 
 async def solve(
@@ -327,7 +328,7 @@ async def resolve(
         ctx.exits.append((kind, generator, early))
     elif kind is CallKind.SYNC_GEN:
         generator = dependant.call(**values)
-        value = await trio.to_thread.run_sync(next, generator)
+        value = await trio.to_thread.run_sync(in_worker(next), generator)
         ctx.exits.append((kind, generator, early))
     else:
         value = await call(dependant, values)
@@ -886,7 +887,7 @@ async def teardown(
             if kind is CallKind.ASYNC_GEN:
                 await _finish_async(generator, current)
             else:
-                await trio.to_thread.run_sync(_finish_sync, generator, current)
+                await trio.to_thread.run_sync(in_worker(_finish_sync), generator, current)
         except trio.Cancelled:
             raise
         except BaseException as failure:
@@ -904,6 +905,35 @@ async def teardown(
                 current = failure
     ctx.exits.extend(reversed(kept))
     return current if current is not error else None
+
+
+async def teardown_interrupted(ctx: RequestContext, interruption: BaseException) -> None:
+    """Finishes the yield dependencies of a request that was interrupted, newest first.
+
+    The request call is being cancelled (or a ``BaseException`` such as
+    ``KeyboardInterrupt`` goes through it): each generator gets
+    ``interruption`` thrown in, so ``with`` blocks and ``finally`` clauses run
+    now, in order, rather than whenever the generator is collected. A sync
+    one finishes in a worker thread shielded from the cancellation, as
+    FastAPI's exit stack does; an async one in the request's task, under its
+    cancelled scope (its cleanup shields what it must await). What they
+    raise is logged: ``interruption`` goes on once all of them have run.
+    """
+    while ctx.exits:
+        kind, generator, _ = ctx.exits.pop()
+        try:
+            if kind is CallKind.ASYNC_GEN:
+                await _finish_async(generator, interruption)
+            else:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(in_worker(_finish_sync), generator, interruption)
+        except BaseException as failure:
+            if failure is interruption or isinstance(failure, trio.Cancelled):
+                continue
+            logger.exception(
+                "error in the teardown of a yield dependency of an interrupted request (%s)",
+                ctx.label,
+            )
 
 
 async def _finish_async(generator: AsyncGenerator[Any, None], error: BaseException | None) -> None:

@@ -46,6 +46,7 @@ from opentelemetry import context as otel_context
 from opentelemetry._logs import SeverityNumber
 
 from .._exceptions import HTTPException, RequestValidationError
+from .._runtime.anyio_threads import in_worker
 from ..telemetry._api import TELEMETRY_RECORD, TelemetryConfig, TelemetryData, context_key
 from ..telemetry._runtime import unconfigured
 from .otel import SCHEMA_URL, Telemetry
@@ -282,7 +283,9 @@ async def call_endpoint(record: _Request, dependant: Dependant, values: dict[str
     if dependant.kind is CallKind.ASYNC:
         with operation(record, "endpoint", function):
             return await function(**values)
-    return await trio.to_thread.run_sync(functools.partial(_call_in_span, record, function, values))
+    return await trio.to_thread.run_sync(
+        in_worker(functools.partial(_call_in_span, record, function, values))
+    )
 
 
 def _server_attributes(scope: Scope) -> dict[str, Any]:

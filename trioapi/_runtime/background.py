@@ -121,6 +121,7 @@ from .._exceptions import (
 from .._observability.events import TaskObserver
 from .._stores.base import Owner, TaskRecord, TaskStore
 from . import codec
+from .anyio_threads import in_worker
 from .durable import CurrentTask, DurableRegistry, DurableTask, _current
 from .threads import Job, ThreadPool
 from .watchdog import LoopWatchdog
@@ -2181,7 +2182,7 @@ def _finished(*_: Any, **__: Any) -> None:
 
 def _job_for(handle: TaskHandle[Any]) -> Job:
     """The worker-pool job that runs a sync task; the handle is its owner."""
-    job = Job(handle._func, handle._args, handle._kwargs, handle.name)
+    job = Job(in_worker(handle._func), handle._args, handle._kwargs, handle.name)
     job.owner = handle
     return job
 
