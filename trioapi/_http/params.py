@@ -790,12 +790,85 @@ def _build_field(
             **common,
         )
 
+    if source in ("path", "query") and _structured(annotation):
+        # What a URL cannot carry, with FastAPI's words (pydantic would take it).
+        if source == "path" and not _plain_value(annotation):
+            _unsupported(where, "Path", name, annotation, "a scalar")
+        if source == "query" and not (_plain_value(annotation) or _plain_sequence(annotation)):
+            _unsupported(
+                where, "Query", name, annotation, "a scalar, a list of scalars or a pydantic model"
+            )
     item = sequence_item(inner)
     if item is None and get_origin(inner) is tuple and marker is not None:
         item = Any  # tuple[int, str]: each value in order, validated as the tuple
     return _string_field(
         where, name, annotation, metadata, default, source, key, marker, item, check, common
     )
+
+
+def _unsupported(where: str, kind: str, name: str, annotation: Any, supported: str) -> None:
+    # FastAPI's words for the same mistake ("... must be one of the supported types").
+    msg = (
+        f"{where}: {kind} parameter {name!r} must be one of the supported types ({supported}), "
+        f"not {type_name(annotation)}: a URL carries strings. Read it from the body (Body()) "
+        "instead."
+    )
+    raise RouteDefinitionError(msg)
+
+
+def _structured(tp: Any) -> bool:
+    """FastAPI's "complex" annotation: a model, a mapping, a sequence, a dataclass, a file."""
+    from .uploads import UploadFile
+
+    origin = get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_structured(arg) for arg in get_args(tp))
+    if origin is Annotated:
+        return _structured(get_args(tp)[0])
+    for candidate in (tp, origin):
+        if candidate is None:
+            continue
+        if dataclasses.is_dataclass(candidate) or hasattr(candidate, "__pydantic_core_schema__"):
+            return True
+        if isinstance(candidate, type) and (
+            pydantic_engine.is_pydantic_model(candidate)
+            or attrs.has(candidate)
+            or issubclass(candidate, Mapping | UploadFile)
+            or (
+                issubclass(candidate, Sequence | set | frozenset)
+                and not issubclass(candidate, str | bytes)
+            )
+        ):
+            return True
+    return False
+
+
+def _plain_value(tp: Any) -> bool:
+    """What a single path segment or query value can hold, as FastAPI decides it."""
+    return tp is Ellipsis or not _structured(tp)
+
+
+def _plain_sequence(tp: Any) -> bool:
+    """A sequence of plain values (or a union with one and only plain values besides)."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _plain_sequence(get_args(tp)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        found = False
+        for arg in get_args(tp):
+            if _plain_sequence(arg):
+                found = True
+            elif not _plain_value(arg):
+                return False
+        return found
+    container = origin if origin is not None else tp
+    if not (
+        isinstance(container, type)
+        and issubclass(container, Sequence | set | frozenset)
+        and not issubclass(container, str | bytes)
+    ):
+        return False
+    return all(_plain_value(arg) for arg in get_args(tp))
 
 
 def _string_like(tp: Any) -> bool:
