@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import attrs
 import pytest
 
-from trioapi import Body, Depends, Header, HTTPException, Query, Request, TrioAPI
+from trioapi import Body, Cookie, Depends, Header, HTTPException, Query, Request, TrioAPI
 from trioapi.responses import RedirectResponse
 from trioapi.testing import TestClient
 
@@ -451,6 +451,41 @@ async def test_a_header_model_names_headers_as_sent_and_an_unsent_optional_model
     assert ok.json() == {"x_request_id": "r1", "x_attempt": 3}
     assert [e["loc"] for e in bad.json()["detail"]] == [["header", "x-attempt"]]
     assert unsent.json() is True
+
+
+async def test_header_models_and_cookies_read_repeated_and_aliased_names_as_fastapi() -> None:
+    from pydantic import AliasChoices, ConfigDict, Field
+
+    class Tags(BaseModel):
+        model_config = ConfigDict(validate_by_name=True)
+        x_value: Annotated[int, Field(validation_alias=AliasChoices("X-First", "X-Second"))]
+        x_items: list[int] = Field(default_factory=list)
+
+    app = TrioAPI()
+
+    @app.get("/headers")
+    async def headers(tags: Annotated[Tags, Header()]) -> Tags:
+        return tags
+
+    @app.get("/cookie")
+    async def cookie(session: Annotated[str, Cookie()]) -> str:
+        return session
+
+    async with TestClient(app) as client:
+        # A scalar header sent twice: its first value (a list takes them all).
+        twice = await client.get(
+            "/headers", headers=[("x-second", "1"), ("x-second", "2"), ("x-items", "3")]
+        )
+        # A declared alias is reported as declared, not lower-cased.
+        bad = await client.get("/headers", headers={"x-first": "nope"})
+        # The field's unconverted name is no way in, even with validate_by_name.
+        unconverted = await client.get("/headers", headers=[("x-first", "1"), ("x_items", "5")])
+        # A cookie sent twice: its last value.
+        last = await client.get("/cookie", headers={"cookie": "session=old; session=new"})
+    assert twice.json() == {"x_value": 1, "x_items": [3]}
+    assert [e["loc"] for e in bad.json()["detail"]] == [["header", "X-First"]]
+    assert unconverted.json() == {"x_value": 1, "x_items": []}
+    assert last.json() == "new"
 
 
 async def test_form_models_and_unions_of_them_pick_their_own_fields() -> None:

@@ -92,9 +92,7 @@ class _ThreadedIterator(AsyncIterator[T]):
         try:
             # StopIteration cannot travel out of the thread (inside a
             # coroutine it becomes a RuntimeError): the end is a sentinel.
-            item: T = await trio.to_thread.run_sync(
-                in_worker(next), self._iterator, _EXHAUSTED
-            )
+            item: T = await trio.to_thread.run_sync(in_worker(next), self._iterator, _EXHAUSTED)
         finally:
             self._running = False
         if item is _EXHAUSTED:

@@ -121,7 +121,10 @@ class QueryParams(Mapping[str, str]):
 
 
 def parse_cookies(headers: Headers) -> dict[str, str]:
-    """Parses every ``Cookie`` header; malformed pairs are skipped, as browsers do."""
+    """Parses every ``Cookie`` header; malformed pairs are skipped, as browsers do.
+
+    A name sent twice keeps its last value, as FastAPI (Starlette's parser) reads it.
+    """
     cookies: dict[str, str] = {}
     for header in headers.getlist("cookie"):
         for chunk in header.split(";"):
@@ -137,7 +140,7 @@ def parse_cookies(headers: Headers) -> dict[str, str]:
                     value = parsed["x"].value
                 except (CookieError, KeyError):
                     value = value[1:-1]
-            cookies.setdefault(name, value)
+            cookies[name] = value
     return cookies
 
 

@@ -439,7 +439,11 @@ def form_value(found: list[Any], is_list: bool) -> Any:
 
 
 def pick_model_items(
-    keys: Sequence[ModelKey], items: Iterable[tuple[str, Any]], *, form: bool
+    keys: Sequence[ModelKey],
+    items: Iterable[tuple[str, Any]],
+    *,
+    form: bool,
+    headers: bool = False,
 ) -> dict[str, Any]:
     """A model's input from a request's items (query, headers, cookies or a form).
 
@@ -449,6 +453,9 @@ def pick_model_items(
     model's default applies; every other key is passed on too, so the
     model's own ``extra`` policy decides about it. That includes the names
     of a field after the one it took (an unused ``AliasChoices`` choice).
+    A scalar sent twice takes its last value, but in ``headers`` its first;
+    there, a field's unconverted name (``x_token`` for ``x-token``) is not
+    passed on as an extra either.
     """
     grouped: dict[str, list[Any]] = {}
     for key, value in items:
@@ -468,9 +475,13 @@ def pick_model_items(
             continue
         data_key, wire = next((pair for pair in pairs if pair[1] in grouped), pairs[0])
         processed.add(wire)
+        if headers:
+            for name, sent_as in pairs:
+                if name.lower() != sent_as:
+                    processed.add(name.lower())
         found = grouped.get(wire, [])
         if found:
-            data[data_key] = found if model_key.is_list else found[-1]
+            data[data_key] = found if model_key.is_list else found[0 if headers else -1]
     for key, found in grouped.items():
         if key not in processed and key not in data:
             data[key] = found[0] if len(found) == 1 else found
@@ -497,19 +508,20 @@ def _read_model(
         items: list[tuple[str, Any]] = source.multi_items()
     else:
         items = list(source.items())
-    data = pick_model_items(field.model_keys, items, form=False)
+    data = pick_model_items(field.model_keys, items, form=False, headers=field.source == "header")
     if strip_optional(field.annotation)[1] and not _supplied(field, source, bool(data)):
         _missing(field, values, errors, (field.source,))
         return
     before = len(errors)
     _validated(field, data, (field.source,), values, errors)
     if field.source == "header" and len(errors) > before:
-        # Report header names as sent (x-token), not as the model names them.
+        # Report header names as sent (x-token), not as the model names them
+        # (x_token); a declared alias keeps its spelling (X-Token), as in FastAPI.
         names = {
             data_key: wire
             for key in field.model_keys
             for data_key, wire in key.pairs
-            if data_key != wire
+            if data_key.lower() != wire
         }
         for entry in errors[before:]:
             loc = entry["loc"]
