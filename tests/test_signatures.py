@@ -151,8 +151,15 @@ def test_str_subclass_values_are_wrapped_in_the_subclass() -> None:
 
 
 def test_union_converter_tries_members_in_order() -> None:
-    convert = string_converter(int | str)
+    convert = string_converter(int | float)
     assert convert("5") == 5
+    assert type(convert("5.5")) is float
+
+
+def test_a_union_with_str_keeps_the_string_as_pydantics_smart_mode_does() -> None:
+    # FastAPI (pydantic's default union mode): "5" is an exact match for str.
+    convert = string_converter(int | str)
+    assert convert("5") == "5"
     assert convert("five") == "five"
 
 

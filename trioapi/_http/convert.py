@@ -276,7 +276,12 @@ def string_converter(tp: Any) -> StrConverter:
     if origin is Literal:
         return _literal_converter(get_args(tp))
     if origin is Union or origin is types.UnionType:
-        return _union_converter([string_converter(arg) for arg in get_args(tp)])
+        members = get_args(tp)
+        if str in members:
+            # pydantic's "smart" union mode (FastAPI's default): a string is an
+            # exact match for str, whatever comes before it (int | str keeps "123").
+            return _identity
+        return _union_converter([string_converter(arg) for arg in members])
     supertype = getattr(tp, "__supertype__", None)  # typing.NewType
     if supertype is not None:
         return string_converter(supertype)
