@@ -488,6 +488,48 @@ async def test_header_models_and_cookies_read_repeated_and_aliased_names_as_fast
     assert last.json() == "new"
 
 
+async def test_pydantic_field_defaults_and_validate_default_apply_to_parameters() -> None:
+    from pydantic import Field
+
+    calls: list[int] = []
+
+    def fresh() -> int:
+        calls.append(1)
+        return 5
+
+    app = TrioAPI()
+
+    @app.get("/factory")
+    async def factory(value: Annotated[int, Field(default_factory=fresh)]) -> int:
+        return value
+
+    @app.get("/checked")
+    async def checked(value: Annotated[int, Query(gt=0, validate_default=True)] = -1) -> int:
+        return value
+
+    @app.get("/unchecked")
+    async def unchecked(value: Annotated[int, Query(gt=0)] = -1) -> int:
+        return value
+
+    async with TestClient(app) as client:
+        assert (await client.get("/factory")).json() == 5
+        assert (await client.get("/factory?value=10")).json() == 10
+        refused = await client.get("/checked")
+        assert (await client.get("/checked?value=1")).json() == 1
+        assert (await client.get("/unchecked")).json() == -1  # defaults are trusted by default
+    assert calls == [1]  # once, for the request that sent no value
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == [
+        {
+            "type": "greater_than",
+            "loc": ["query", "value"],
+            "msg": "Input should be greater than 0",
+            "input": -1,
+            "ctx": {"gt": 0},
+        }
+    ]
+
+
 async def test_form_models_and_unions_of_them_pick_their_own_fields() -> None:
     from trioapi import Form
 

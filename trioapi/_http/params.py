@@ -490,7 +490,11 @@ _MARKER_FOR_SOURCE = {
 def _with_metadata_aliases(
     marker: FieldMarker | None, source: str, metadata: tuple[Any, ...]
 ) -> FieldMarker | None:
-    """``Annotated[int, Field(alias="wire"), Query()]``: pydantic's alias names the wire."""
+    """``Annotated[int, Field(alias="wire"), Query()]``: pydantic's alias names the wire.
+
+    Its ``default_factory`` and ``validate_default`` apply too; what the marker
+    sets itself wins.
+    """
     aliases = pydantic_engine.metadata_aliases(metadata)
     if not aliases:
         return marker

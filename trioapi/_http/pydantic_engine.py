@@ -116,7 +116,11 @@ def is_structured(tp: Any) -> bool:
 
 
 def metadata_aliases(metadata: tuple[Any, ...]) -> dict[str, Any]:
-    """The ``alias``/``validation_alias`` of pydantic ``Field()`` objects in ``Annotated``."""
+    """What pydantic ``Field()`` objects in ``Annotated`` say about the parameter itself.
+
+    Their ``alias``/``validation_alias`` (the wire name), ``default_factory``
+    and ``validate_default``: FastAPI honours them as if the marker said so.
+    """
     if not loaded() or not metadata:
         return {}
     from pydantic.fields import FieldInfo
@@ -128,6 +132,10 @@ def metadata_aliases(metadata: tuple[Any, ...]) -> dict[str, Any]:
                 found["alias"] = item.alias
             if item.validation_alias is not None:
                 found["validation_alias"] = item.validation_alias
+            if item.default_factory is not None:
+                found["default_factory"] = item.default_factory
+            if item.validate_default is not None:
+                found["validate_default"] = item.validate_default
     return found
 
 

@@ -358,9 +358,16 @@ def _missing(
         default = field.default
         value = default if type(default) in _ATOMIC_DEFAULTS else copy.deepcopy(default)
     marker = field.marker
-    if marker is not None and marker.validate_default and field.validate is not None:
-        _validated(field, value, where, values, errors)
-        return
+    if marker is not None and marker.validate_default:
+        if field.validate is not None:
+            _validated(field, value, where, values, errors)
+            return
+        if field.check is not None:
+            try:
+                field.check(value)
+            except ConversionError as error:
+                errors.append(error_entry(error.type, where, error.msg, value, error.ctx))
+                return
     values[field.name] = value
 
 
