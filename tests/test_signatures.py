@@ -853,3 +853,45 @@ def test_app_refuses_a_bad_route_dependency_when_the_route_is_declared() -> None
 
     with pytest.raises(RouteDefinitionError, match="must be one of the supported types"):
         TrioAPI().get("/", dependencies=[Depends(needs_dict)])(read)
+
+
+# --- annotations that only name things ------------------------------------------------
+
+
+async def _numbers() -> int:
+    return 123
+
+
+Numbered = Annotated[int, Depends(_numbers)]
+
+
+def test_a_dependencys_unresolvable_return_annotation_is_left_out() -> None:
+    # A return type imported under TYPE_CHECKING: only the parameters are read.
+    async def client(page: int = 1) -> Any:
+        yield page
+
+    client.__annotations__["return"] = "AsyncGenerator[Client, None]"
+    dependant = analyse(client)
+    assert [(field.name, field.annotation) for field in dependant.fields] == [("page", int)]
+
+
+def test_an_unresolvable_parameter_annotation_is_still_refused() -> None:
+    async def client(page: int = 1) -> None: ...
+
+    client.__annotations__["page"] = "Missing"
+    with pytest.raises(RouteDefinitionError, match="cannot read the annotations"):
+        analyse(client)
+
+
+def test_a_type_alias_is_read_as_what_it_names() -> None:
+    from typing_extensions import TypeAliasType
+
+    Value = TypeAliasType("Value", Numbered)
+    Nested = TypeAliasType("Nested", Value)
+
+    def endpoint(value: Any, other: Any) -> None: ...
+
+    endpoint.__annotations__.update(value=Value, other=Nested)
+    dependant = analyse(endpoint)
+    assert [sub.dependant.call for sub in dependant.dependencies] == [_numbers, _numbers]
+    assert dependant.fields == ()

@@ -243,11 +243,32 @@ def _hints(call: Callable[..., Any], where: str) -> dict[str, Any]:
     try:
         return typing.get_type_hints(target, include_extras=True)
     except (NameError, TypeError) as error:
+        # Only the parameters matter here: a return annotation that names a
+        # type imported under TYPE_CHECKING (AsyncGenerator) is left out.
+        annotations = getattr(target, "__annotations__", None)
+        if isinstance(annotations, dict) and "return" in annotations:
+            parameters_only = types.SimpleNamespace(
+                __annotations__={k: v for k, v in annotations.items() if k != "return"},
+                __globals__=getattr(target, "__globals__", {}),
+            )
+            try:
+                return typing.get_type_hints(parameters_only, include_extras=True)
+            except (NameError, TypeError):
+                pass
         msg = (
             f"cannot read the annotations of {where}: {error}. Define every type the "
             "signature names at module level (or import it) before the route is registered."
         )
         raise RouteDefinitionError(msg) from error
+
+
+def _unalias(annotation: Any) -> Any:
+    """A ``type X = ...`` alias (PEP 695, or typing_extensions' TypeAliasType) is what it names."""
+    while type(annotation).__name__ == "TypeAliasType" and not getattr(
+        annotation, "__type_params__", ()
+    ):
+        annotation = annotation.__value__
+    return annotation
 
 
 def _split_annotated(annotation: Any) -> tuple[Any, list[Any]]:
@@ -363,7 +384,7 @@ def analyse(
                 "name. Remove the '/' from the signature."
             )
             raise RouteDefinitionError(msg)
-        full_annotation = hints.get(name, Any)
+        full_annotation = _unalias(hints.get(name, Any))
         annotation, extras = _split_annotated(full_annotation)
         metadata = tuple(extra for extra in extras if not isinstance(extra, MARKER_TYPES))
         depends_markers = [extra for extra in extras if isinstance(extra, Depends)]
