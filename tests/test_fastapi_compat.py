@@ -530,6 +530,39 @@ async def test_pydantic_field_defaults_and_validate_default_apply_to_parameters(
     ]
 
 
+async def test_body_parameters_are_counted_across_the_dependency_tree() -> None:
+    class Item(BaseModel):
+        data: str
+
+    def other(item2: Item) -> Item:
+        return item2
+
+    def same(item: Item) -> Item:
+        return item
+
+    app = TrioAPI()
+
+    @app.post("/two")
+    async def two(item: Item, item2: Annotated[Item, Depends(other)]) -> list[Item]:
+        return [item, item2]
+
+    @app.post("/shared")
+    async def shared(item: Item, again: Annotated[Item, Depends(same)]) -> list[Item]:
+        return [item, again]
+
+    async with TestClient(app) as client:
+        # Two names in the tree: each is read by name, the dependency's too.
+        both = await client.post("/two", json={"item": {"data": "a"}, "item2": {"data": "b"}})
+        missing = await client.post("/two", json={"item": {"data": "a"}})
+        # One name declared twice counts once: the whole body is that item.
+        one = await client.post("/shared", json={"data": "a"})
+    assert both.json() == [{"data": "a"}, {"data": "b"}]
+    assert missing.json()["detail"] == [
+        {"type": "missing", "loc": ["body", "item2"], "msg": "Field required", "input": None}
+    ]
+    assert one.json() == [{"data": "a"}, {"data": "a"}]
+
+
 async def test_form_models_and_unions_of_them_pick_their_own_fields() -> None:
     from trioapi import Form
 

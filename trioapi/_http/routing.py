@@ -32,7 +32,7 @@ from .forms import check_form_limits, merge_form_limits
 from .mounts import Mount, URLPath, url_path_for
 
 if TYPE_CHECKING:
-    from .params import Dependant, Depends
+    from .params import Dependant, Depends, SubDependency
     from .responses import Response
     from .streams import StreamPlan
 
@@ -274,6 +274,7 @@ class APIRoute:
                 SubDependency(None, analyse(marker.dependency, names), marker.use_cache, marker)
             )
         self.extra = tuple(extra)
+        self.dependant, self.extra = _one_body(self.dependant, self.extra)
         if self.dependant.kind in (CallKind.ASYNC_GEN, CallKind.SYNC_GEN):
             return  # the app says what to do instead; a generator has no response model
         self.shape_response = response_shaper(
@@ -333,6 +334,42 @@ class APIWebSocketRoute:
             for marker in (*global_dependencies, *self.dependencies)
             if marker.dependency is not None
         )
+
+
+def _one_body(
+    dependant: Dependant, extra: tuple[SubDependency, ...]
+) -> tuple[Dependant, tuple[SubDependency, ...]]:
+    """The request has one JSON body, shared by the endpoint and its dependencies.
+
+    As in FastAPI, body parameters are counted across the whole tree (one
+    name declared in several places counts once): with two or more, every
+    one of them is read from the body by name, including a lone one in a
+    dependency, which alone would be the whole body.
+    """
+    names: set[str] = set()
+
+    def collect(node: Dependant) -> None:
+        if not node.form_body:
+            names.update(field.name for field in node.body)
+        for sub in node.dependencies:
+            collect(sub.dependant)
+
+    collect(dependant)
+    for sub in extra:
+        collect(sub.dependant)
+    if len(names) < 2:
+        return dependant, extra
+
+    def embedded(node: Dependant) -> Dependant:
+        subs = tuple(
+            attrs.evolve(sub, dependant=embedded(sub.dependant)) for sub in node.dependencies
+        )
+        embed = node.embed_body or (bool(node.body) and not node.form_body)
+        return attrs.evolve(node, embed_body=embed, dependencies=subs)
+
+    return embedded(dependant), tuple(
+        attrs.evolve(sub, dependant=embedded(sub.dependant)) for sub in extra
+    )
 
 
 @attrs.define
