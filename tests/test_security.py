@@ -634,3 +634,27 @@ def test_importing_trioapi_security_does_not_import_pydantic() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+async def test_security_with_scopes_caches_apart_per_set_of_scopes() -> None:
+    # FastAPI's rule: Security(f, scopes=[...]) keeps f's value apart per set
+    # of scopes even when f never reads them; without scopes it is one call.
+    calls: list[int] = []
+
+    async def counter() -> int:
+        calls.append(1)
+        return len(calls)
+
+    app = TrioAPI()
+
+    @app.get("/")
+    async def read(
+        plain: Annotated[int, Security(counter)],
+        again: Annotated[int, Depends(counter)],
+        scoped: Annotated[int, Security(counter, scopes=["items"])],
+        same_scope: Annotated[int, Security(counter, scopes=["items"])],
+    ) -> list[int]:
+        return [plain, again, scoped, same_scope]
+
+    async with TestClient(app) as client:
+        assert (await client.get("/")).json() == [1, 1, 2, 2]

@@ -303,7 +303,9 @@ async def resolve(
     if sub.scopes:
         scopes = (*scopes, *(scope for scope in sub.scopes if scope not in scopes))
     cache_key = dependant.cache_key
-    if scopes and dependant.uses_scopes:
+    if scopes and (sub.scopes or dependant.uses_scopes):
+        # Security(f, scopes=[...]) keeps f's value apart per set of scopes,
+        # even when f never reads them (FastAPI's rule).
         cache_key = (cache_key, tuple(sorted(set(scopes))))
     marker = sub.marker
     # FastAPI caches per scope too: Depends(f, scope="function") and a
