@@ -580,6 +580,23 @@ def test_pydantic_v1_model_is_refused(pydantic: Any) -> None:
         jsonable_encoder(Legacy(name="test"))
 
 
+def test_pydantic_v1_model_in_a_routes_responses_is_refused_at_definition(pydantic: Any) -> None:
+    import warnings
+
+    from trioapi import TrioAPI
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        from pydantic import v1
+
+    class LegacyError(v1.BaseModel):
+        detail: str
+
+    app = TrioAPI()
+    with pytest.raises(PydanticV1NotSupportedError, match="the 400 response model of route"):
+        app.get("/", responses={400: {"model": LegacyError}})(lambda: None)
+
+
 # --- pydantic stays optional -------------------------------------------------
 
 _NO_PYDANTIC_SCRIPT = """

@@ -275,6 +275,7 @@ class APIRoute:
             )
         self.extra = tuple(extra)
         self.dependant, self.extra = _one_body(self.dependant, self.extra)
+        self._check_response_models()
         if self.dependant.kind in (CallKind.ASYNC_GEN, CallKind.SYNC_GEN):
             return  # the app says what to do instead; a generator has no response model
         self.shape_response = response_shaper(
@@ -282,6 +283,18 @@ class APIRoute:
         )
         if type(self).get_route_handler is not APIRoute.get_route_handler:
             self.handler = self.get_route_handler()
+
+    def _check_response_models(self) -> None:
+        # responses={400: {"model": M}} is read for the docs only, later: a
+        # pydantic v1 model there is refused now, as FastAPI refuses it.
+        from . import pydantic_engine
+
+        for status, spec in (self.responses or {}).items():
+            model = spec.get("model") if isinstance(spec, Mapping) else None
+            if model is not None:
+                pydantic_engine.check_not_v1(
+                    model, f"the {status} response model of route {self.path!r}"
+                )
 
     def get_route_handler(self) -> Callable[[Any], Awaitable[Any]]:
         """The coroutine function that answers one request of this route.
