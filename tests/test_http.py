@@ -728,17 +728,42 @@ async def test_several_body_parameters_are_embedded_by_name() -> None:
         )
         missing = await client.put("/items/3", json={"item": {"name": "pen", "price": 1}})
         not_object = await client.put("/items/3", json=[1])
+        null = await client.put(
+            "/items/3", content=b"null", headers={"content-type": "application/json"}
+        )
     assert ok.json() == [3, "pen", "ann", 5]
     assert [(e["type"], e["loc"]) for e in detail(missing)] == [
         ("missing", ["body", "user"]),
         ("missing", ["body", "importance"]),
     ]
     # FastAPI's answer to a JSON array where fields are read by name: each is missing.
-    assert [(e["type"], e["loc"]) for e in detail(not_object)] == [
-        ("missing", ["body", "item"]),
-        ("missing", ["body", "user"]),
-        ("missing", ["body", "importance"]),
+    # And to an explicit null (no body at all would let defaults apply).
+    for answer in (not_object, null):
+        assert [(e["type"], e["loc"]) for e in detail(answer)] == [
+            ("missing", ["body", "item"]),
+            ("missing", ["body", "user"]),
+            ("missing", ["body", "importance"]),
+        ]
+
+
+async def test_an_explicit_null_body_is_not_an_object_even_when_fields_have_defaults() -> None:
+    app = TrioAPI()
+
+    @app.post("/")
+    async def create(
+        value: Annotated[int | None, Body()] = 10, other: Annotated[int | None, Body()] = 20
+    ) -> list[int | None]:
+        return [value, other]
+
+    async with TestClient(app) as client:
+        null = await client.post("/", content=b"null", headers={"content-type": "application/json"})
+        nothing = await client.post("/")
+        empty = await client.post("/", json={})
+    assert [(e["type"], e["loc"]) for e in detail(null)] == [
+        ("missing", ["body", "value"]),
+        ("missing", ["body", "other"]),
     ]
+    assert nothing.json() == empty.json() == [10, 20]
 
 
 async def test_a_json_body_needs_a_json_content_type_unless_the_route_relaxes_it() -> None:

@@ -729,11 +729,12 @@ async def _read_body(
             return
         _structure(first, parsed, ["body"], values, errors)
         return
-    if parsed is None or parsed is _EMPTY_BODY or isinstance(parsed, bytes):
+    if parsed is _EMPTY_BODY or isinstance(parsed, bytes):
         parsed = {}
     if not isinstance(parsed, dict):
-        # FastAPI's answer to a JSON array (or number...) where fields are
-        # read by name: each of them is missing.
+        # FastAPI's answer to a JSON array, number or null where fields are
+        # read by name: each of them is missing, defaults or not (no body at
+        # all is another matter: then the defaults apply).
         errors.extend(
             error_entry("missing", ["body", field.key], "Field required", None) for field in fields
         )
