@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from .._exceptions import HTTPException
+from .._exceptions import HTTPException, TrioAPIError
 from .._runtime.anyio_threads import in_worker
 from .._runtime.background import BackgroundTasks
 from ..telemetry._api import TELEMETRY_RECORD
@@ -898,6 +898,7 @@ async def teardown(
         When the response is on its way, a failure is logged instead.
     """
     current: Exception | None = error
+    swallowed_by: Any = None
     kept: list[tuple[CallKind, Any, bool]] = []
     while ctx.exits:
         entry = ctx.exits.pop()
@@ -910,6 +911,11 @@ async def teardown(
                 await _finish_async(generator, current)
             else:
                 await trio.to_thread.run_sync(in_worker(_finish_sync), generator, current)
+            if current is not None:
+                # It caught the error and did not raise it again: as through a
+                # stack of context managers, the error is gone, and with it the
+                # only thing there was to answer.
+                swallowed_by, current = generator, None
         except trio.Cancelled:
             raise
         except BaseException as failure:
@@ -926,7 +932,24 @@ async def teardown(
             else:
                 current = failure
     ctx.exits.extend(reversed(kept))
+    if error is not None and current is None:
+        return _swallowed(error, swallowed_by)
     return current if current is not error else None
+
+
+def _swallowed(error: Exception, generator: Any) -> TrioAPIError:
+    # FastAPI raises its FastAPIError here ("Response not awaited..."): the
+    # endpoint failed, and a yield dependency's except block ate the error.
+    name = getattr(generator, "__qualname__", None) or repr(generator)
+    failure = TrioAPIError(
+        f"the endpoint raised {type(error).__name__}: {error}, and the yield dependency "
+        f"{name} caught it without raising it again (a bare except, or except Exception "
+        "without raise), so there is no response to send. When application code is "
+        "raising an exception and a dependency with yield catches it, the dependency's "
+        "except block must raise it again (or raise another)."
+    )
+    failure.__cause__ = error
+    return failure
 
 
 async def teardown_interrupted(ctx: RequestContext, interruption: BaseException) -> None:
