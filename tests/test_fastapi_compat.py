@@ -563,6 +563,39 @@ async def test_body_parameters_are_counted_across_the_dependency_tree() -> None:
     assert one.json() == [{"data": "a"}, {"data": "a"}]
 
 
+async def test_json_typed_parameters_are_one_string_of_json() -> None:
+    from pydantic import Json
+
+    from trioapi import Form
+
+    class Filter(BaseModel):
+        value: int
+
+    app = TrioAPI()
+
+    @app.get("/query")
+    async def query(items: Annotated[Json[list[str]], Query()]) -> list[str]:
+        return items
+
+    @app.get("/model")
+    async def model(data: Annotated[Json[Filter], Query()], limit: int = 10) -> list[int]:
+        return [data.value, limit]
+
+    @app.post("/form")
+    async def form(items: Annotated[Json[list[int]], Form()]) -> list[int]:
+        return items
+
+    async with TestClient(app) as client:
+        listed = await client.get("/query", params={"items": '["a", "b"]'})
+        modelled = await client.get("/model", params={"data": '{"value": 2}', "limit": "3"})
+        posted = await client.post("/form", data={"items": "[1, 2]"})
+        broken = await client.get("/query", params={"items": "[not json"})
+    assert listed.json() == ["a", "b"]
+    assert modelled.json() == [2, 3]
+    assert posted.json() == [1, 2]
+    assert [e["type"] for e in broken.json()["detail"]] == ["json_invalid"]
+
+
 async def test_form_models_and_unions_of_them_pick_their_own_fields() -> None:
     from trioapi import Form
 

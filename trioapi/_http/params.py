@@ -741,6 +741,12 @@ def _build_field(
         "metadata": metadata,
     }
 
+    if source != "body" and pydantic_engine.is_json_text(metadata):
+        # Json[list[str]], Json[Model]: one string holding JSON, which pydantic
+        # decodes and validates; neither a list of values nor a parameter model.
+        validate = _pydantic_validator(where, name, annotation, metadata, marker)
+        return Field(name, source, key, default, validate=validate, **common)
+
     if source in ("form", "file"):
         upload = _upload_kind(inner)
         if upload is not None:

@@ -115,6 +115,15 @@ def is_structured(tp: Any) -> bool:
     return (isinstance(tp, type) and dataclasses.is_dataclass(tp)) or typing.is_typeddict(tp)
 
 
+def is_json_text(metadata: tuple[Any, ...]) -> bool:
+    """``Annotated`` metadata holds pydantic's ``Json`` (``Json[T]`` is ``Annotated[T, Json]``)."""
+    if not loaded() or not metadata:
+        return False
+    from pydantic import Json
+
+    return any(item is Json or isinstance(item, Json) for item in metadata)
+
+
 def metadata_aliases(metadata: tuple[Any, ...]) -> dict[str, Any]:
     """What pydantic ``Field()`` objects in ``Annotated`` say about the parameter itself.
 
