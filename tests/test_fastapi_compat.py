@@ -482,6 +482,19 @@ async def test_header_models_and_cookies_read_repeated_and_aliased_names_as_fast
         unconverted = await client.get("/headers", headers=[("x-first", "1"), ("x_items", "5")])
         # A cookie sent twice: its last value.
         last = await client.get("/cookie", headers={"cookie": "session=old; session=new"})
+
+    class ByName(BaseModel):
+        model_config = ConfigDict(loc_by_alias=False)
+        int_val: int
+
+    @app.get("/by-name")
+    async def by_name(names: Annotated[ByName, Header()]) -> ByName:
+        return names
+
+    async with TestClient(app) as client:
+        # loc_by_alias=False: errors name the model's field, not the header.
+        named = await client.get("/by-name", headers={"int-val": "x"})
+    assert [e["loc"] for e in named.json()["detail"]] == [["header", "int_val"]]
     assert twice.json() == {"x_value": 1, "x_items": [3]}
     assert [e["loc"] for e in bad.json()["detail"]] == [["header", "X-First"]]
     assert unconverted.json() == {"x_value": 1, "x_items": []}
