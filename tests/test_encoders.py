@@ -597,6 +597,19 @@ def test_pydantic_v1_model_in_a_routes_responses_is_refused_at_definition(pydant
         app.get("/", responses={400: {"model": LegacyError}})(lambda: None)
 
 
+@pytest.mark.parametrize("model", ["plain", "list of plain"])
+def test_a_response_model_in_responses_that_is_no_model_is_refused(model: str) -> None:
+    from trioapi import RouteDefinitionError, TrioAPI
+
+    class Plain:
+        pass
+
+    app = TrioAPI()
+    declared = Plain if model == "plain" else list[Plain]
+    with pytest.raises(RouteDefinitionError, match="the 500 response model of route '/' cannot"):
+        app.get("/", responses={500: {"model": declared}})(lambda: None)
+
+
 # --- pydantic stays optional -------------------------------------------------
 
 _NO_PYDANTIC_SCRIPT = """

@@ -286,15 +286,24 @@ class APIRoute:
 
     def _check_response_models(self) -> None:
         # responses={400: {"model": M}} is read for the docs only, later: a
-        # pydantic v1 model there is refused now, as FastAPI refuses it.
+        # model there that cannot be one (a plain class, a pydantic v1 model)
+        # is refused now, as FastAPI refuses it.
         from . import pydantic_engine
+        from .shaping import response_shaper
 
         for status, spec in (self.responses or {}).items():
             model = spec.get("model") if isinstance(spec, Mapping) else None
             if model is not None:
-                pydantic_engine.check_not_v1(
-                    model, f"the {status} response model of route {self.path!r}"
-                )
+                where = f"the {status} response model of route {self.path!r}"
+                pydantic_engine.check_not_v1(model, where)
+                try:
+                    response_shaper(where, model, pydantic_engine.SerializeOptions())
+                except RouteDefinitionError as error:
+                    msg = (
+                        f"{where} cannot be described: {error.__cause__ or error}. Use a "
+                        "pydantic model, a dataclass, an attrs class or a TypedDict there."
+                    )
+                    raise RouteDefinitionError(msg) from error
 
     def get_route_handler(self) -> Callable[[Any], Awaitable[Any]]:
         """The coroutine function that answers one request of this route.
