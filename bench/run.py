@@ -103,6 +103,7 @@ FRAMEWORKS: dict[str, str] = {
 VARIANTS: dict[str, str] = {
     "trioapi (async task)": "app_trioapi_async.py",
     "trioapi (no task)": "app_trioapi_notask.py",
+    "raw ASGI (no task)": "app_raw_notask.py",
     "raw ASGI (spawned task)": "app_raw_spawn.py",
     "raw ASGI (to_thread)": "app_raw_thread.py",
     "raw ASGI (queue thread)": "app_raw_queue.py",
@@ -114,7 +115,7 @@ VARIANTS: dict[str, str] = {
 }
 CORS_VARIANTS = {"trioapi (CORS)": "trioapi", "FastAPI (CORS)": "FastAPI"}
 """Each CORS variant and the plain app it wraps: the summary gives the ratio."""
-NO_LOG = {"trioapi (no task)"}
+NO_LOG = {"trioapi (no task)", "raw ASGI (no task)"}
 TRACED = {"trioapi (traced)"}  # apps that print a BENCH_OTEL line at shutdown
 APP_FILES = FRAMEWORKS | VARIANTS
 ALIASES = {
@@ -123,6 +124,7 @@ ALIASES = {
     "quart-trio": "Quart-Trio",
     "trioapi-async": "trioapi (async task)",
     "trioapi-notask": "trioapi (no task)",
+    "raw-notask": "raw ASGI (no task)",
     "raw-spawn": "raw ASGI (spawned task)",
     "raw-thread": "raw ASGI (to_thread)",
     "raw-queue": "raw ASGI (queue thread)",
