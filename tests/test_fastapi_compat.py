@@ -609,6 +609,25 @@ async def test_json_typed_parameters_are_one_string_of_json() -> None:
     assert [e["type"] for e in broken.json()["detail"]] == ["json_invalid"]
 
 
+async def test_a_constrained_sequence_alias_is_still_a_list_of_values() -> None:
+    from pydantic import Field
+
+    Tags = Annotated[set[str], Field(max_length=2)]
+    app = TrioAPI()
+
+    @app.get("/")
+    async def read(tags: Annotated[Tags | None, Query()] = None) -> list[str] | None:
+        return sorted(tags) if tags is not None else None
+
+    async with TestClient(app) as client:
+        two = await client.get("/", params=[("tags", "b"), ("tags", "a"), ("tags", "a")])
+        three = await client.get("/", params=[("tags", "a"), ("tags", "b"), ("tags", "c")])
+        none = await client.get("/")
+    assert two.json() == ["a", "b"]
+    assert [e["type"] for e in three.json()["detail"]] == ["too_long"]
+    assert none.json() is None
+
+
 async def test_form_models_and_unions_of_them_pick_their_own_fields() -> None:
     from trioapi import Form
 

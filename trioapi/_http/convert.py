@@ -19,7 +19,7 @@ import types
 import typing
 import uuid
 from collections.abc import Callable, Mapping, MutableMapping, MutableSequence, Sequence
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -78,8 +78,13 @@ def strip_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def sequence_item(tp: Any) -> Any | None:
-    """Returns the item type of ``list[X]``/``tuple[X, ...]``/``set[X]``, else None."""
+    """Returns the item type of ``list[X]``/``tuple[X, ...]``/``set[X]``, else None.
+
+    Also through ``Annotated`` (``Annotated[set[str], Field(max_length=3)]``).
+    """
     origin = get_origin(tp)
+    if origin is Annotated:
+        return sequence_item(get_args(tp)[0])
     if tp in (list, tuple, set, frozenset):
         return str
     if origin in (list, set, frozenset, Sequence, typing.Sequence):
