@@ -628,6 +628,31 @@ async def test_a_constrained_sequence_alias_is_still_a_list_of_values() -> None:
     assert none.json() is None
 
 
+async def test_path_alias_choices_fall_back_to_the_alias_and_ignore_alias_paths() -> None:
+    from pydantic import AliasChoices, AliasPath
+
+    from trioapi import Path
+
+    app = TrioAPI()
+
+    @app.get("/legacy/{legacy}")
+    async def legacy(
+        value: Annotated[int, Path(alias="legacy", validation_alias=AliasChoices("a", "b"))],
+    ) -> int:
+        return value
+
+    @app.get("/pair/{first}/{value}")
+    async def pair(
+        value: Annotated[int, Path(validation_alias=AliasChoices("first", AliasPath("value")))],
+        first: int,
+    ) -> list[int]:
+        return [value, first]
+
+    async with TestClient(app) as client:
+        assert (await client.get("/legacy/1")).json() == 1
+        assert (await client.get("/pair/1/2")).json() == [2, 1]
+
+
 async def test_form_models_and_unions_of_them_pick_their_own_fields() -> None:
     from trioapi import Form
 

@@ -720,8 +720,13 @@ def _build_field(
     aliases: tuple[tuple[str, str], ...] = ()
     choices = getattr(marker.validation_alias, "choices", None) if marker is not None else None
     if source == "path" and choices is not None:
-        # The one choice the template names is the path parameter (FastAPI's rule).
-        key = next((c for c in choices if isinstance(c, str) and c in path_params), name)
+        # The first choice the template names is the path parameter, else the
+        # alias (FastAPI's rule); choices with an AliasPath are not names at all.
+        fallback = (marker.alias if marker is not None else None) or name
+        if all(isinstance(choice, str) for choice in choices):
+            key = next((choice for choice in choices if choice in path_params), fallback)
+        else:
+            key = fallback
         choices = None
     if choices is not None and marker is not None:
         pairs = param_aliases(name, marker.alias, marker.validation_alias)
