@@ -540,6 +540,37 @@ async def test_a_body_trickling_in_below_the_minimum_rate_gets_408_at_its_exact_
     assert errors(caplog) == []
 
 
+async def test_only_waits_for_body_bytes_are_timed_not_a_body_already_there(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The body timeout costs a cancel scope per wait; a body hypercorn has
+    # already queued (the whole request in one read, the common case) is
+    # received without one. Counted by wrapping trio's own move_on_at.
+    timed: list[float] = []
+    move_on_at = trio.move_on_at
+
+    def counting(deadline: float, *, shield: bool = False) -> trio.CancelScope:
+        if sys._getframe(1).f_globals["__name__"] == "trioapi._http.requests":
+            timed.append(deadline)  # hypercorn's own timeouts are not ours
+        return move_on_at(deadline, shield=shield)
+
+    monkeypatch.setattr(trio, "move_on_at", counting)
+    app = make_app()
+    async with _guarded(app) as server:
+        async with await server.connect() as conn:
+            at_once = await conn.request("POST", "/echo", body=b"x" * 100)
+        assert timed == []
+        async with await server.connect() as conn:
+            await conn.send_bytes(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n")
+            await trio.sleep(3)  # the app waits for the body: a timed wait
+            await conn.send_bytes(b"abcd")
+            later = await one_answer(conn)
+    assert (at_once.status, at_once.body) == (200, b'{"size":100}')
+    assert statuses(later) == [200]
+    assert later.endswith(b'{"size":4}')
+    assert timed == [DEFAULT_BODY_TIMEOUT]  # from the wait's start at 0
+
+
 @pytest.mark.parametrize(
     ("rate", "pause"),
     [
