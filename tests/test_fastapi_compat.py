@@ -653,6 +653,46 @@ async def test_path_alias_choices_fall_back_to_the_alias_and_ignore_alias_paths(
         assert (await client.get("/pair/1/2")).json() == [2, 1]
 
 
+async def test_a_response_model_is_written_by_pydantic_as_fastapi_writes_it() -> None:
+    from trioapi.responses import JSONResponse
+
+    class Reading(BaseModel):
+        value: float
+        label: str
+
+    app = TrioAPI()
+
+    @app.get("/model", response_model=Reading)
+    async def model() -> Any:
+        return {"value": 1e-05, "label": "héllo", "secret": "dropped"}
+
+    @app.get("/plain")
+    async def plain() -> Any:  # no model: the response class encodes it
+        return {"value": 1e-05}
+
+    @app.get("/explicit", response_model=Reading, response_class=JSONResponse)
+    async def explicit() -> Any:
+        return {"value": 1e-05, "label": "x"}
+
+    @app.get("/surrogate", response_model=Reading)
+    async def surrogate() -> Any:
+        return {"value": 1.0, "label": "\ud800"}  # pydantic's UTF-8 cannot hold it
+
+    async with TestClient(app) as client:
+        written = await client.get("/model")
+        unmodelled = await client.get("/plain")
+        explicit_class = await client.get("/explicit")
+        escaped = await client.get("/surrogate")
+    # pydantic's own JSON (FastAPI 0.165's fast path): 0.00001, UTF-8, compact.
+    assert written.content == '{"value":0.00001,"label":"héllo"}'.encode()
+    assert written.headers["content-type"] == "application/json"
+    assert unmodelled.content == b'{"value":1e-05}'  # Python's json, as JSONResponse writes
+    # Named explicitly, JSONResponse still gets pydantic's bytes (docs/compatibility.md).
+    assert explicit_class.content == b'{"value":0.00001,"label":"x"}'
+    assert escaped.status_code == 200
+    assert escaped.json() == {"value": 1.0, "label": "\ud800"}
+
+
 async def test_form_models_and_unions_of_them_pick_their_own_fields() -> None:
     from trioapi import Form
 

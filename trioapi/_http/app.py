@@ -1117,13 +1117,23 @@ class TrioAPI(APIRouter):
         sub = ctx.sub_response if ctx is not None else None
         if isinstance(result, Response):
             return result
-        if route.shape_response is not None:
+        encoded: bytes | None = None
+        if route.shape_json is not None:
+            shaped = route.shape_json(result)
+            if type(shaped) is bytes:
+                encoded = shaped
+            else:
+                result = shaped  # JSON data pydantic could not write: the class encodes it
+        elif route.shape_response is not None:
             result = route.shape_response(result)
         status = route.status_code
         if sub is not None and sub.status_code:
             status = sub.status_code
         if status is not None and _no_body(status):
             response = Response(b"", status_code=status)
+        elif encoded is not None:
+            status = 200 if status is None else status
+            response = Response(encoded, status_code=status, media_type="application/json")
         else:
             response_class = route.response_class or self.default_response_class or JSONResponse
             # Without a status code of its own, the class's default applies

@@ -219,7 +219,9 @@ class SerializeOptions:
     exclude_none: bool = False
 
 
-def response_shaper(annotation: Any, options: SerializeOptions, where: str) -> Callable[[Any], Any]:
+def response_shaper(
+    annotation: Any, options: SerializeOptions, where: str, *, to_json: bool = False
+) -> Callable[[Any], Any]:
     """For a response model: validates the return value as it, then dumps it to JSON data.
 
     As in FastAPI, a model instance is first dumped (honouring
@@ -231,26 +233,42 @@ def response_shaper(annotation: Any, options: SerializeOptions, where: str) -> C
     from pydantic import ValidationError
 
     adapter = _adapter(annotation)
-    dump = adapter.dump_python
+    dump_options = {
+        "include": options.include,
+        "exclude": options.exclude,
+        "by_alias": options.by_alias,
+        "exclude_unset": options.exclude_unset,
+        "exclude_defaults": options.exclude_defaults,
+        "exclude_none": options.exclude_none,
+    }
 
-    def prepare(value: Any) -> Any:
-        return _prepare(value, options)
-
-    def shape(value: Any) -> Any:
+    def validate(value: Any) -> Any:
         try:
-            validated = adapter.validate_python(prepare(value), from_attributes=True)
+            return adapter.validate_python(_prepare(value, options), from_attributes=True)
         except ValidationError as error:
             raise Invalid(entries_from(error)) from None
-        return dump(
-            validated,
-            mode="json",
-            include=options.include,
-            exclude=options.exclude,
-            by_alias=options.by_alias,
-            exclude_unset=options.exclude_unset,
-            exclude_defaults=options.exclude_defaults,
-            exclude_none=options.exclude_none,
-        )
+
+    dump = adapter.dump_python
+    if to_json:
+        # The JSON bytes themselves, from pydantic's core: FastAPI's own fast
+        # path for a response model and the default response class. Where its
+        # UTF-8 cannot hold a value (a lone surrogate), the JSON data instead,
+        # for the response class's encoder, which escapes it.
+        from pydantic_core import PydanticSerializationError
+
+        dump_json = adapter.dump_json
+
+        def shape_json(value: Any) -> Any:
+            validated = validate(value)
+            try:
+                return dump_json(validated, **dump_options)
+            except PydanticSerializationError:
+                return dump(validated, mode="json", **dump_options)
+
+        return shape_json
+
+    def shape(value: Any) -> Any:
+        return dump(validate(value), mode="json", **dump_options)
 
     return shape
 

@@ -222,6 +222,9 @@ class APIRoute:
     dependant: Dependant | None = attrs.field(default=None, init=False)
     extra: tuple[Any, ...] = attrs.field(default=(), init=False)
     shape_response: Callable[[Any], Any] | None = attrs.field(default=None, init=False)
+    # Or, for a pydantic response model and the plain JSONResponse: the body's
+    # bytes (JSON data where pydantic cannot write them; see json_shaper).
+    shape_json: Callable[[Any], Any] | None = attrs.field(default=None, init=False)
     # For a generator endpoint: how it streams, and its item type (_http/streams.py).
     stream: StreamPlan | None = attrs.field(default=None, init=False)
     # Why this route can only document, not serve (an OpenAPI callback's path).
@@ -261,7 +264,8 @@ class APIRoute:
     def prepare(self, global_dependencies: Sequence[Depends] = ()) -> None:
         """Analyses the endpoint and its dependencies; raises on any mistake."""
         from .params import CallKind, SubDependency, analyse
-        from .shaping import response_shaper, serialize_options
+        from .responses import JSONResponse
+        from .shaping import json_shaper, response_shaper, serialize_options
 
         names = frozenset(self.template.param_names)
         self.dependant = analyse(self.endpoint, names)
@@ -278,9 +282,12 @@ class APIRoute:
         self._check_response_models()
         if self.dependant.kind in (CallKind.ASYNC_GEN, CallKind.SYNC_GEN):
             return  # the app says what to do instead; a generator has no response model
-        self.shape_response = response_shaper(
-            f"route {self.path!r}", self.effective_response_model(), serialize_options(self)
-        )
+        where, model = f"route {self.path!r}", self.effective_response_model()
+        options = serialize_options(self)
+        if self.response_class is None or self.response_class is JSONResponse:
+            self.shape_json = json_shaper(where, model, options)
+        if self.shape_json is None:
+            self.shape_response = response_shaper(where, model, options)
         if type(self).get_route_handler is not APIRoute.get_route_handler:
             self.handler = self.get_route_handler()
 

@@ -75,6 +75,28 @@ def response_shaper(
     return _raising(shape)
 
 
+def json_shaper(where: str, model: Any, options: pydantic_engine.SerializeOptions) -> Shaper | None:
+    """A shaper that returns the response's JSON bytes, where pydantic handles ``model``.
+
+    (Or, for a value pydantic cannot write as UTF-8, its JSON data: the
+    caller renders that with the response class.)
+
+    None where :func:`response_shaper` must do it (no model, attrs classes,
+    no pydantic). FastAPI answers a response model with the default response
+    class this way, so the bytes are the ones FastAPI sends.
+    """
+    if model is None or model is Any or model is type(None) or _is_response_type(model):
+        return None
+    pydantic_engine.check_not_v1(model, "the response model")
+    if pydantic_engine.involves_attrs(model) or not pydantic_engine.available():
+        return None
+    try:
+        shape = pydantic_engine.response_shaper(model, options, where, to_json=True)
+    except Exception:
+        return None  # response_shaper says why, with its advice
+    return _raising(shape)
+
+
 def _raising(shape: Shaper) -> Shaper:
     def run(value: Any) -> Any:
         try:
