@@ -693,6 +693,23 @@ async def test_a_response_model_is_written_by_pydantic_as_fastapi_writes_it() ->
     assert escaped.json() == {"value": 1.0, "label": "\ud800"}
 
 
+async def test_a_markers_own_alias_wins_over_one_in_a_pydantic_field() -> None:
+    from pydantic import Field
+
+    Count = Annotated[int, Field(alias="original")]
+    app = TrioAPI()
+
+    @app.get("/")
+    async def read(
+        kept: Annotated[Count, Query()], replaced: Annotated[Count, Query(alias="replacement")]
+    ) -> list[int]:
+        return [kept, replaced]
+
+    async with TestClient(app) as client:
+        answer = await client.get("/", params={"original": "1", "replacement": "2"})
+    assert answer.json() == [1, 2]
+
+
 async def test_form_models_and_unions_of_them_pick_their_own_fields() -> None:
     from trioapi import Form
 

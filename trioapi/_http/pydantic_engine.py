@@ -139,7 +139,9 @@ def metadata_aliases(metadata: tuple[Any, ...]) -> dict[str, Any]:
         if isinstance(item, FieldInfo):
             if item.alias is not None:
                 found["alias"] = item.alias
-            if item.validation_alias is not None:
+            if item.validation_alias is not None and item.validation_alias != item.alias:
+                # Only one given as such: pydantic copies alias into it, and a
+                # marker's own alias= must then win over that copy.
                 found["validation_alias"] = item.validation_alias
             if item.default_factory is not None:
                 found["default_factory"] = item.default_factory
