@@ -77,8 +77,13 @@ def cgroups() -> Iterator[tuple[Path, Path] | None]:
         yield None
     finally:
         for group in made:
+            # Empty once its servers have exited; a worker may outlive its
+            # parent's wait by a moment.
+            deadline = time.monotonic() + 10
+            while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+                time.sleep(0.1)
             with contextlib.suppress(OSError):
-                group.rmdir()  # empty once its servers have exited
+                group.rmdir()
 
 
 def start(
