@@ -449,7 +449,7 @@ def analyse(
         source = (
             marker.source if marker is not None else _infer_source(name, annotation, path_params)
         )
-        marker = _with_metadata_aliases(marker, source, metadata)
+        marker = _with_metadata_settings(marker, source, metadata)
         wire = _wire_key(name, source, marker)
         choices = getattr(getattr(marker, "validation_alias", None), "choices", ())
         if (
@@ -508,7 +508,7 @@ _MARKER_FOR_SOURCE = {
 }
 
 
-def _with_metadata_aliases(
+def _with_metadata_settings(
     marker: FieldMarker | None, source: str, metadata: tuple[Any, ...]
 ) -> FieldMarker | None:
     """``Annotated[int, Field(alias="wire"), Query()]``: pydantic's alias names the wire.
@@ -516,12 +516,12 @@ def _with_metadata_aliases(
     Its ``default_factory`` and ``validate_default`` apply too; what the marker
     sets itself wins.
     """
-    aliases = pydantic_engine.metadata_aliases(metadata)
-    if not aliases:
+    settings = pydantic_engine.metadata_settings(metadata)
+    if not settings:
         return marker
     if marker is None:
-        return _MARKER_FOR_SOURCE[source](**aliases)  # type: ignore[no-any-return]
-    changes = {key: value for key, value in aliases.items() if getattr(marker, key) is None}
+        return _MARKER_FOR_SOURCE[source](**settings)  # type: ignore[no-any-return]
+    changes = {key: value for key, value in settings.items() if getattr(marker, key) is None}
     return attrs.evolve(marker, **changes) if changes else marker
 
 
@@ -870,13 +870,19 @@ def _structured(tp: Any) -> bool:
             pydantic_engine.is_pydantic_model(candidate)
             or attrs.has(candidate)
             or issubclass(candidate, Mapping | UploadFile)
-            or (
-                issubclass(candidate, Sequence | set | frozenset)
-                and not issubclass(candidate, str | bytes)
-            )
+            or _is_collection(candidate)
         ):
             return True
     return False
+
+
+def _is_collection(tp: Any) -> bool:
+    """A sequence or set class, not a string."""
+    return (
+        isinstance(tp, type)
+        and issubclass(tp, Sequence | set | frozenset)
+        and not issubclass(tp, str | bytes)
+    )
 
 
 def _plain_value(tp: Any) -> bool:
@@ -897,12 +903,7 @@ def _plain_sequence(tp: Any) -> bool:
             elif not _plain_value(arg):
                 return False
         return found
-    container = origin if origin is not None else tp
-    if not (
-        isinstance(container, type)
-        and issubclass(container, Sequence | set | frozenset)
-        and not issubclass(container, str | bytes)
-    ):
+    if not _is_collection(origin if origin is not None else tp):
         return False
     return all(_plain_value(arg) for arg in get_args(tp))
 

@@ -124,7 +124,7 @@ def is_json_text(metadata: tuple[Any, ...]) -> bool:
     return any(item is Json or isinstance(item, Json) for item in metadata)
 
 
-def metadata_aliases(metadata: tuple[Any, ...]) -> dict[str, Any]:
+def metadata_settings(metadata: tuple[Any, ...]) -> dict[str, Any]:
     """What pydantic ``Field()`` objects in ``Annotated`` say about the parameter itself.
 
     Their ``alias``/``validation_alias`` (the wire name), ``default_factory``

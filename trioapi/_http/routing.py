@@ -223,7 +223,7 @@ class APIRoute:
     extra: tuple[Any, ...] = attrs.field(default=(), init=False)
     shape_response: Callable[[Any], Any] | None = attrs.field(default=None, init=False)
     # Or, for a pydantic response model and the plain JSONResponse: the body's
-    # bytes (JSON data where pydantic cannot write them; see json_shaper).
+    # bytes (JSON data where pydantic cannot write them; see response_shaper).
     shape_json: Callable[[Any], Any] | None = attrs.field(default=None, init=False)
     # For a generator endpoint: how it streams, and its item type (_http/streams.py).
     stream: StreamPlan | None = attrs.field(default=None, init=False)
@@ -265,7 +265,7 @@ class APIRoute:
         """Analyses the endpoint and its dependencies; raises on any mistake."""
         from .params import CallKind, SubDependency, analyse
         from .responses import JSONResponse
-        from .shaping import json_shaper, response_shaper, serialize_options
+        from .shaping import response_shaper, serialize_options
 
         names = frozenset(self.template.param_names)
         self.dependant = analyse(self.endpoint, names)
@@ -285,7 +285,7 @@ class APIRoute:
         where, model = f"route {self.path!r}", self.effective_response_model()
         options = serialize_options(self)
         if self.response_class is None or self.response_class is JSONResponse:
-            self.shape_json = json_shaper(where, model, options)
+            self.shape_json = response_shaper(where, model, options, to_json=True)
         if self.shape_json is None:
             self.shape_response = response_shaper(where, model, options)
         if type(self).get_route_handler is not APIRoute.get_route_handler:
@@ -390,15 +390,13 @@ def _one_body(
         return dependant, extra
 
     def embedded(node: Dependant) -> Dependant:
-        subs = tuple(
-            attrs.evolve(sub, dependant=embedded(sub.dependant)) for sub in node.dependencies
-        )
         embed = node.embed_body or (bool(node.body) and not node.form_body)
-        return attrs.evolve(node, embed_body=embed, dependencies=subs)
+        return attrs.evolve(node, embed_body=embed, dependencies=embedded_subs(node.dependencies))
 
-    return embedded(dependant), tuple(
-        attrs.evolve(sub, dependant=embedded(sub.dependant)) for sub in extra
-    )
+    def embedded_subs(subs: tuple[SubDependency, ...]) -> tuple[SubDependency, ...]:
+        return tuple(attrs.evolve(sub, dependant=embedded(sub.dependant)) for sub in subs)
+
+    return embedded(dependant), embedded_subs(extra)
 
 
 @attrs.define

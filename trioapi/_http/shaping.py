@@ -52,9 +52,16 @@ def _is_response_type(tp: Any) -> bool:
 
 
 def response_shaper(
-    where: str, model: Any, options: pydantic_engine.SerializeOptions
+    where: str, model: Any, options: pydantic_engine.SerializeOptions, *, to_json: bool = False
 ) -> Shaper | None:
     """The function shaping a route's return values, or None when nothing is to be done.
+
+    With ``to_json``, one that returns the response's JSON bytes, and only
+    where pydantic handles ``model`` (None otherwise: attrs classes, no
+    pydantic); for a value pydantic cannot write as UTF-8, it returns its
+    JSON data, which the caller renders with the response class. FastAPI
+    answers a response model with the default response class this way, so
+    the bytes are the ones FastAPI sends.
 
     Raises:
         RouteDefinitionError: The model cannot be validated or dumped.
@@ -63,37 +70,15 @@ def response_shaper(
         return None
     pydantic_engine.check_not_v1(model, "the response model")
     if pydantic_engine.involves_attrs(model) or not pydantic_engine.available():
-        return _native_shaper(where, model, options)
+        return None if to_json else _native_shaper(where, model, options)
     try:
-        shape = pydantic_engine.response_shaper(model, options, where)
+        shape = pydantic_engine.response_shaper(model, options, where, to_json=to_json)
     except Exception as error:
         msg = (
             f"{where}: cannot use {model!r} as the response model: {error}. Pass "
             "response_model=None to return the value as it is."
         )
         raise RouteDefinitionError(msg) from error
-    return _raising(shape)
-
-
-def json_shaper(where: str, model: Any, options: pydantic_engine.SerializeOptions) -> Shaper | None:
-    """A shaper that returns the response's JSON bytes, where pydantic handles ``model``.
-
-    (Or, for a value pydantic cannot write as UTF-8, its JSON data: the
-    caller renders that with the response class.)
-
-    None where :func:`response_shaper` must do it (no model, attrs classes,
-    no pydantic). FastAPI answers a response model with the default response
-    class this way, so the bytes are the ones FastAPI sends.
-    """
-    if model is None or model is Any or model is type(None) or _is_response_type(model):
-        return None
-    pydantic_engine.check_not_v1(model, "the response model")
-    if pydantic_engine.involves_attrs(model) or not pydantic_engine.available():
-        return None
-    try:
-        shape = pydantic_engine.response_shaper(model, options, where, to_json=True)
-    except Exception:
-        return None  # response_shaper says why, with its advice
     return _raising(shape)
 
 

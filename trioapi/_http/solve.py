@@ -523,11 +523,12 @@ def _read_model(
         return
     before = len(errors)
     _validated(field, data, (field.source,), values, errors)
-    model = strip_optional(field.annotation)[0]
     if (
         field.source == "header"
         and len(errors) > before
-        and getattr(model, "model_config", {}).get("loc_by_alias", True)
+        and getattr(strip_optional(field.annotation)[0], "model_config", {}).get(
+            "loc_by_alias", True
+        )
     ):
         # Report header names as sent (x-token), not as the model names them
         # (x_token); a declared alias keeps its spelling (X-Token), as in FastAPI.
