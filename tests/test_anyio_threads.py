@@ -12,7 +12,7 @@ dependencies are local to each test.
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Annotated, Any
 
 import anyio.from_thread
@@ -211,3 +211,42 @@ async def test_an_interrupted_teardown_error_is_logged_and_the_rest_still_run(
     [record] = [r for r in caplog.records if "interrupted request" in r.getMessage()]
     assert record.exc_info is not None
     assert str(record.exc_info[1]) == "cleanup broke"
+
+
+async def test_a_request_cancelled_in_its_teardown_still_finishes_the_older_dependencies() -> None:
+    app = TrioAPI()
+    log: list[tuple[str, bool]] = []
+    loop_thread = threading.get_ident()
+    in_teardown = trio.Event()
+    sent: list[int] = []
+
+    def outer() -> Iterator[None]:
+        try:
+            yield
+        finally:
+            log.append(("outer", threading.get_ident() != loop_thread))
+
+    async def inner(_: Annotated[None, Depends(outer)]) -> AsyncIterator[None]:
+        yield
+        in_teardown.set()
+        await trio.sleep_forever()  # cancelled here, after the response
+
+    @app.get("/")
+    async def read(_: Annotated[None, Depends(inner)]) -> str:
+        return "ok"
+
+    async def receive() -> MutableMapping[str, Any]:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            sent.append(message["status"])
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(app, http_scope("/"), receive, send)
+            await in_teardown.wait()
+            nursery.cancel_scope.cancel()
+    assert sent == [200]
+    assert log == [("outer", True)]  # at once, in a worker thread, not left to the collector

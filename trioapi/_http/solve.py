@@ -913,22 +913,22 @@ async def teardown(
             kept.append(entry)
             continue
         try:
-            if kind is CallKind.ASYNC_GEN:
-                await _finish_async(generator, current)
-            else:
-                await trio.to_thread.run_sync(in_worker(_finish_sync), generator, current)
+            await _finish(kind, generator, current)
             if current is not None:
                 # It caught the error and did not raise it again: as through a
                 # stack of context managers, the error is gone, and with it the
                 # only thing there was to answer.
                 swallowed_by, current = generator, None
-        except trio.Cancelled:
-            raise
         except BaseException as failure:
+            if isinstance(failure, trio.Cancelled) or not isinstance(failure, Exception):
+                # Interrupted on the way (the request cancelled, say): the older
+                # ones are finished with the interruption, as if it had come
+                # before the teardown, and it goes on.
+                ctx.exits.extend(reversed(kept))
+                await teardown_interrupted(ctx, failure)
+                raise
             if failure is current:
                 continue  # re-raised the error it was given: nothing new
-            if not isinstance(failure, Exception):
-                raise
             if error is None and not only_early:
                 # The response is on its way: nothing can answer this any more.
                 logger.exception("error in the teardown of a yield dependency (%s)", ctx.label)
@@ -973,11 +973,7 @@ async def teardown_interrupted(ctx: RequestContext, interruption: BaseException)
     while ctx.exits:
         kind, generator, _ = ctx.exits.pop()
         try:
-            if kind is CallKind.ASYNC_GEN:
-                await _finish_async(generator, interruption)
-            else:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(in_worker(_finish_sync), generator, interruption)
+            await _finish(kind, generator, interruption, shielded=True)
         except BaseException as failure:
             if failure is interruption or isinstance(failure, trio.Cancelled):
                 continue
@@ -985,6 +981,22 @@ async def teardown_interrupted(ctx: RequestContext, interruption: BaseException)
                 "error in the teardown of a yield dependency of an interrupted request (%s)",
                 ctx.label,
             )
+
+
+async def _finish(
+    kind: CallKind, generator: Any, error: BaseException | None, *, shielded: bool = False
+) -> None:
+    """Ends one yield dependency, ``error`` thrown in: an async one in this task,
+    a sync one in a worker thread (``shielded``: whatever cancels the caller)."""
+    if kind is CallKind.ASYNC_GEN:
+        await _finish_async(generator, error)
+        return
+    finishing = trio.to_thread.run_sync(in_worker(_finish_sync), generator, error)
+    if shielded:
+        with trio.CancelScope(shield=True):
+            await finishing
+    else:
+        await finishing
 
 
 async def _finish_async(generator: AsyncGenerator[Any, None], error: BaseException | None) -> None:
