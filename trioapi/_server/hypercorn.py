@@ -129,18 +129,47 @@ def framing_fault(request: h11.Request) -> str | None:
     return None
 
 
+class _ContinueOnDemand(h11.Connection):
+    """h11's server connection, through which hypercorn's read loop never sends 100 Continue.
+
+    hypercorn's ``_handle_events`` sends ``100 Continue`` whenever
+    ``they_are_waiting_for_100_continue`` is true; here it never is, and
+    :meth:`GuardedH11Protocol.send_continue` reads h11's own value instead
+    (:attr:`waiting_for_continue`). Done on the connection rather than by
+    filtering the protocol's ``_send_h11_event``: that ran for every event of
+    every response, this only where the read loop asks.
+    """
+
+    @property
+    def they_are_waiting_for_100_continue(self) -> bool:
+        return False
+
+    @property
+    def waiting_for_continue(self) -> bool:
+        """Whether the client waits for ``100 Continue`` (h11's own answer)."""
+        return super().they_are_waiting_for_100_continue
+
+
 class GuardedH11Protocol(H11Protocol):
     """hypercorn's HTTP/1 protocol: ambiguous framing refused, 100 Continue sent on demand."""
 
     # The request whose client waits for 100 Continue, until it is sent.
     _continue_for: h11.Request | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The same connection hypercorn makes, with the 100 Continue held back.
+        self.connection = _ContinueOnDemand(
+            h11.SERVER, max_incomplete_event_size=self.config.h11_max_incomplete_size
+        )
+
     async def _create_stream(self, request: h11.Request) -> None:
         fault = framing_fault(request)
         if fault is not None:
             await self._refuse(fault)
             return
-        if not self.connection.they_are_waiting_for_100_continue:
+        connection = self.connection
+        if type(connection) is not _ContinueOnDemand or not connection.waiting_for_continue:
             await super()._create_stream(request)
             return
         # Only this request's app gets the receive that sends 100 Continue:
@@ -153,23 +182,19 @@ class GuardedH11Protocol(H11Protocol):
         finally:
             self.app = app
 
-    async def _send_h11_event(self, event: Any) -> None:
-        if type(event) is h11.InformationalResponse and event.status_code == 100:
-            return  # hypercorn's own, sent as the head arrives: send_continue sends it later
-        await super()._send_h11_event(event)
-
     async def send_continue(self, request: h11.Request) -> None:
         """Sends ``100 Continue`` if ``request``'s client is still waiting for it."""
         if self._continue_for is not request:
             return
         self._continue_for = None
-        if not self.connection.they_are_waiting_for_100_continue:
+        connection = self.connection
+        if type(connection) is not _ContinueOnDemand or not connection.waiting_for_continue:
             return  # the client sent its body anyway, or an answer went out first
         event = h11.InformationalResponse(
             status_code=100, headers=self.config.response_headers("h11")
         )
         try:
-            data = self.connection.send(event)
+            data = connection.send(event)
         except h11.LocalProtocolError:
             return  # the connection is already broken: nothing to invite
         await self.send(RawData(data=data))
@@ -182,9 +207,9 @@ class GuardedH11Protocol(H11Protocol):
             (b"connection", b"close"),
             *self.config.response_headers("h11"),
         ]
-        await super()._send_h11_event(h11.Response(status_code=400, headers=headers))
-        await super()._send_h11_event(h11.Data(data=body))
-        await super()._send_h11_event(h11.EndOfMessage())
+        await self._send_h11_event(h11.Response(status_code=400, headers=headers))
+        await self._send_h11_event(h11.Data(data=body))
+        await self._send_h11_event(h11.EndOfMessage())
         await self.send(Closed())
 
 
