@@ -196,6 +196,10 @@ def check_hypercorn() -> None:
         "hypercorn's TCPServer(app, config, context, state, stream) signature changed",
     )
     _require(callable(getattr(TCPServer, "run", None)), "hypercorn's TCPServer.run is gone")
+    _require(
+        callable(getattr(TCPServer, "_close", None)) and _parameters(TCPServer._close) == [],
+        "hypercorn's TCPServer._close() changed (GuardedTCPServer overrides it)",
+    )
     from hypercorn.trio import tcp_server
 
     _require(

@@ -16,9 +16,11 @@ harness checks these internals and fails loudly if they move):
   400 for a broken chunk, a client gone mid-body), one of the writes gets
   ``trio.BusyResourceError``. Nothing catches it in the read loop: it escapes
   the connection and stops the whole server, so a single malformed request
-  could take a server down. The guard treats it as the closed connection it
-  is. :func:`install_guard` puts it in place of hypercorn's class when the
-  app starts under hypercorn (hypercorn looks the class up after startup).
+  could take a server down. The guard sends the EOF only under the send lock
+  (and just closes the stream while a write holds it), so the writes meet a
+  closed stream instead, which hypercorn handles. :func:`install_guard` puts
+  it in place of hypercorn's class when the app starts under hypercorn
+  (hypercorn looks the class up after startup).
 
 - :class:`GuardedH11Protocol`: hypercorn's HTTP/1 protocol with two changes.
   A request whose body framing is ambiguous (both ``Content-Length`` and
@@ -99,12 +101,24 @@ def sends_whole_bodies(send: Any, scope: Any) -> bool:
 class GuardedTCPServer(TCPServer):
     """hypercorn's trio ``TCPServer``, minus the self-inflicted ``BusyResourceError``."""
 
-    async def protocol_send(self, event: Any) -> None:
+    async def _close(self) -> None:
+        # send_eof() holds the stream's send side across a checkpoint, and a
+        # write starting then raises BusyResourceError, which escapes
+        # protocol_send and stops the server. So send_eof runs only under
+        # the send lock, taken without waiting: while another task holds it
+        # (a write under way, or about to start, or just done), the
+        # connection is closed without the EOF, and that write finds the
+        # stream closed, which protocol_send handles. One check per
+        # connection, rather than a wrapper around every write.
+        lock = self.send_lock
+        if lock.locked():
+            await self.stream.aclose()
+            return
+        lock.acquire_nowait()
         try:
-            await super().protocol_send(event)
-        except trio.BusyResourceError:
-            # Its own close raced this write: the connection is going away.
-            await self.protocol.handle(Closed())
+            await super()._close()
+        finally:
+            lock.release()
 
 
 def framing_fault(request: h11.Request) -> str | None:
