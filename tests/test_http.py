@@ -367,6 +367,45 @@ async def test_repeated_query_keys_fill_a_list() -> None:
     assert missing[0]["loc"] == ["query", "id"]
 
 
+async def test_a_fixed_length_tuple_takes_one_value_per_position_as_fastapi_does() -> None:
+    # tuple[int, str] used to pass its strings through unconverted and
+    # unchecked. The 422 entries are pydantic's (FastAPI's), with pydantic
+    # installed or not.
+    app = TrioAPI()
+
+    @app.get("/pair")
+    async def pair(values: Annotated[tuple[int, str], Query()]) -> list[Any]:
+        return [values, type(values).__name__]
+
+    @app.get("/point")
+    async def point(x_at: Annotated[tuple[float, bool], Header()]) -> list[Any]:
+        return list(x_at)
+
+    async with TestClient(app) as client:
+        ok = (await client.get("/pair?values=1&values=x")).json()
+        header = (await client.get("/point", headers=[("x-at", "1.5"), ("x-at", "yes")])).json()
+        too_long = detail(await client.get("/pair?values=1&values=x&values=y"))
+        too_short = detail(await client.get("/pair?values=1"))
+        not_int = detail(await client.get("/pair?values=a&values=x"))
+    assert ok == [[1, "x"], "tuple"]
+    assert header == [1.5, True]
+    assert too_long == [
+        {
+            "type": "too_long",
+            "loc": ["query", "values"],
+            "msg": "Tuple should have at most 2 items after validation, not 3",
+            "input": ["1", "x", "y"],
+            "ctx": {"field_type": "Tuple", "max_length": 2, "actual_length": 3},
+        }
+    ]
+    assert too_short == [
+        {"type": "missing", "loc": ["query", "values", 1], "msg": "Field required", "input": ["1"]}
+    ]
+    assert [(e["type"], e["loc"], e["input"]) for e in not_int] == [
+        ("int_parsing", ["query", "values", 0], "a")
+    ]
+
+
 async def test_query_alias_is_the_name_on_the_wire() -> None:
     app = TrioAPI()
 

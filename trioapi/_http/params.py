@@ -57,13 +57,16 @@ from .markers import (
     Security,
     SecurityScopes,
 )
+from .pydantic_engine import Invalid
 
 __all__ = ["REQUIRED", "Body", "Cookie", "Depends", "Form", "Header", "Path", "Query", "Security"]
 from .convert import (
     BodyStructurer,
     Constraints,
+    ConversionError,
     StrConverter,
     body_structurer,
+    error_entry,
     is_scalar,
     sequence_item,
     string_converter,
@@ -564,6 +567,57 @@ def _wire_key(name: str, source: str, marker: FieldMarker | None) -> str:
     return alias or name
 
 
+def _fixed_tuple(tp: Any) -> tuple[Any, ...] | None:
+    """The item types of ``tuple[X, Y]`` (a type per position), else None (``tuple[X, ...]``)."""
+    if get_origin(tp) is not tuple:
+        return None
+    args = get_args(tp)
+    if not args or (len(args) == 2 and args[1] is Ellipsis):
+        return None
+    return args
+
+
+def _positional(
+    where: str, name: str, annotation: Any, items: tuple[Any, ...], source: str
+) -> Callable[[list[str]], tuple[Any, ...]]:
+    """Validates repeated string values as ``tuple[X, Y, ...]``, with pydantic's 422 entries."""
+    converters: list[StrConverter] = []
+    for item in items:
+        try:
+            converters.append(string_converter(item))
+        except TypeError:
+            msg = (
+                f"{where}: parameter {name!r} is read from the {source}, where values are "
+                f"strings, but {type_name(item)} (in {type_name(annotation)}) cannot be built "
+                "from a string without pydantic: pip install 'trioapi[pydantic]', or use "
+                "scalar types"
+            )
+            raise RouteDefinitionError(msg) from None
+    size = len(converters)
+
+    def validate(raws: list[str]) -> tuple[Any, ...]:
+        if len(raws) > size:
+            noun = "item" if size == 1 else "items"
+            text = f"Tuple should have at most {size} {noun} after validation, not {len(raws)}"
+            ctx = {"field_type": "Tuple", "max_length": size, "actual_length": len(raws)}
+            raise Invalid([error_entry("too_long", (), text, raws, ctx)])
+        values: list[Any] = []
+        errors: list[dict[str, Any]] = []
+        for index, convert in enumerate(converters):
+            if index >= len(raws):
+                errors.append(error_entry("missing", (index,), "Field required", raws))
+                continue
+            try:
+                values.append(convert(raws[index]))
+            except ConversionError as error:
+                errors.append(error_entry(error.type, (index,), error.msg, raws[index], error.ctx))
+        if errors:
+            raise Invalid(errors)
+        return tuple(values)
+
+    return validate
+
+
 def _container(tp: Any) -> Any:
     origin = get_origin(tp) or tp
     if origin in (set, frozenset, tuple):
@@ -945,10 +999,19 @@ def _string_field(
     common: dict[str, Any],
 ) -> Field:
     is_list = item is not None and source in ("query", "header", "form", "file")
-    if _pydantic_for(annotation, marker, metadata):
+    inner, _ = strip_optional(annotation)
+    fixed = _fixed_tuple(inner) if is_list else None
+    if _pydantic_for(annotation, marker, metadata) or (
+        fixed is not None
+        and pydantic_engine.available()
+        and not pydantic_engine.involves_attrs(annotation)
+    ):
         validate = _pydantic_validator(where, name, annotation, metadata, marker)
         return Field(name, source, key, default, validate=validate, is_list=is_list, **common)
-    inner, _ = strip_optional(annotation)
+    if fixed is not None:
+        # tuple[int, str] without pydantic: one value per position, in order.
+        validate = _positional(where, name, annotation, fixed, source)
+        return Field(name, source, key, default, validate=validate, is_list=True, **common)
     target = item if is_list else inner
     try:
         convert = string_converter(target)
