@@ -406,6 +406,24 @@ async def test_a_fixed_length_tuple_takes_one_value_per_position_as_fastapi_does
     ]
 
 
+async def test_a_bare_param_marker_reads_the_query_as_in_fastapi() -> None:
+    from trioapi.params import Param
+
+    app = TrioAPI()
+
+    @app.get("/items")
+    async def items(q: str | None = Param(default=None)) -> dict[str, str | None]:
+        return {"q": q}
+
+    async with TestClient(app) as client:
+        given = (await client.get("/items?q=foo")).json()
+        absent = (await client.get("/items")).json()
+    assert given == {"q": "foo"}
+    assert absent == {"q": None}
+    [parameter] = app.openapi()["paths"]["/items"]["get"]["parameters"]
+    assert (parameter["name"], parameter["in"]) == ("q", "query")
+
+
 async def test_query_alias_is_the_name_on_the_wire() -> None:
     app = TrioAPI()
 

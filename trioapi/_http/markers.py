@@ -208,9 +208,13 @@ def _marker_repr(self: FieldMarker) -> str:
 @_marker_init
 @attrs.frozen
 class Param(FieldMarker):
-    """A value read from the request's URL or headers (FastAPI's ``params.Param``)."""
+    """A value read from the request's URL or headers (FastAPI's ``params.Param``).
 
-    in_: typing.ClassVar[ParamTypes]
+    Used bare (``q: str = Param(None)``), it reads the query, as in FastAPI.
+    """
+
+    source: typing.ClassVar[str] = "query"
+    in_: typing.ClassVar[ParamTypes] = ParamTypes.query
 
 
 @final
