@@ -51,6 +51,12 @@ class Level(enum.IntEnum):
     HIGH = 2
 
 
+class Shape(enum.Enum):
+    CIRCLE = "circle"
+    SQUARE = "square"
+    TRIANGLE = "triangle"
+
+
 class Slug(str):
     pass
 
@@ -176,8 +182,11 @@ def test_a_union_with_str_keeps_the_string_as_pydantics_smart_mode_does() -> Non
         (datetime.date, "2024-02-30", "date_parsing", "Input should be a valid date"),
         (datetime.datetime, "yesterday", "datetime_parsing", "Input should be a valid datetime"),
         (Color, "RED", "enum", "Input should be 'red' or 'green'"),
-        (Level, "3", "enum", "Input should be '1' or '2'"),
+        (Level, "3", "enum", "Input should be 1 or 2"),
+        (Shape, "hexagon", "enum", "Input should be 'circle', 'square' or 'triangle'"),
         (Literal["asc", "desc"], "up", "literal_error", "Input should be 'asc' or 'desc'"),
+        (Literal["a", "b", "c"], "d", "literal_error", "Input should be 'a', 'b' or 'c'"),
+        (Literal[1, True], "x", "literal_error", "Input should be 1 or True"),
         (int | None, "x", "int_parsing", "Input should be a valid integer"),
     ],
 )

@@ -18,7 +18,7 @@ import re
 import types
 import typing
 import uuid
-from collections.abc import Callable, Mapping, MutableMapping, MutableSequence, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, MutableSequence, Sequence
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import attrs
@@ -205,9 +205,17 @@ _SCALARS: dict[Any, StrConverter] = {
 }
 
 
+def _expected(choices: Iterable[Any]) -> str:
+    """pydantic's list of allowed values: ``'a', 'b' or 'c'``, each as its repr."""
+    shown = [repr(choice) for choice in choices]
+    if len(shown) < 2:
+        return "".join(shown)
+    return f"{', '.join(shown[:-1])} or {shown[-1]}"
+
+
 def _enum_converter(tp: type[enum.Enum]) -> StrConverter:
     by_text = {str(member.value): member for member in tp}
-    expected = " or ".join(repr(key) for key in by_text)
+    expected = _expected(member.value for member in tp)
 
     def convert(value: str) -> enum.Enum:
         try:
@@ -229,7 +237,7 @@ def _literal_converter(choices: tuple[Any, ...]) -> StrConverter:
             options[str(choice.value)] = choice
         else:
             options[str(choice)] = choice
-    expected = " or ".join(repr(key) for key in options)
+    expected = _expected(choices)
 
     def convert(value: str) -> Any:
         try:
