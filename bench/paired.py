@@ -19,8 +19,11 @@ revision, checked out in a temporary folder) or two apps::
     python bench/paired.py --a trioapi --b trioapi --b-env X=1   # an experiment's switch
 
 Calibrate first (``--a trioapi --b trioapi``): the ratio should be 1.00 with
-a spread of about ±1 % per round. Not a replacement for ``run.py``: both
-servers see caches shared with a neighbour, so absolute rates are lower.
+a spread of about ±1 % per round. The server started second tends to gain
+about 1 %: ``--mirror`` runs the rounds again with the two exchanged and
+reports the geometric mean of both ratios, which takes that out. Not a
+replacement for ``run.py``: both servers see caches shared with a
+neighbour, so absolute rates are lower.
 """
 
 from __future__ import annotations
@@ -183,6 +186,50 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
+def measure(
+    sides: list[tuple[str, Path | None, dict[str, str], str]],
+    args: argparse.Namespace,
+    wrk: str,
+    bodies: dict[str, run.Body],
+    folder: Path,
+    groups: tuple[Path, Path] | None,
+) -> list[float]:
+    """Serves the two sides at once, round after round; each round's rate of side 1 / side 0.
+
+    ``sides``: (app name, checked-out tree or None, environment, label) for
+    the servers started first and second.
+    """
+    ports = (run.free_port(), run.free_port())
+    servers = []
+    try:
+        for index, (name, tree, env, _) in enumerate(sides):
+            log = folder / f"{'ab'[index]}.log"
+            servers.append(start(name, ports[index], tree, env, log))
+        for port, server in zip(ports, servers, strict=True):
+            ready(port, server)
+        if groups is not None:
+            for server, group in zip(servers, groups, strict=True):
+                place(server, group)
+        sharing = "per process (a cgroup each)" if groups else "per thread (no cgroup)"
+        print(f"A = {sides[0][3]}\nB = {sides[1][3]}")
+        print(f"{args.route}, {args.rounds} rounds of {args.seconds} s; core shared {sharing}")
+        warm = argparse.Namespace(**{**vars(args), "seconds": 1})
+        load_both(wrk, ports, warm, bodies)  # caches, pools, first threads: not counted
+        ratios = []
+        for number in range(1, args.rounds + 1):
+            a, b = load_both(wrk, ports, args, bodies, b_first=number % 2 == 0)
+            ratios.append(b / a)
+            print(f"round {number:2}: A {a:8.0f} req/s   B {b:8.0f} req/s   B/A {b / a:.3f}")
+        print(
+            f"B/A median {statistics.median(ratios):.3f} "
+            f"(min {min(ratios):.3f}, max {max(ratios):.3f})"
+        )
+    finally:
+        for server in servers:
+            stop(server)
+    return ratios
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--a", default="trioapi", help="an app of run.py (alias or name)")
@@ -195,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--mirror",
+        action="store_true",
+        help="run again with A and B exchanged, and report both (the second server gains ~1 %%)",
+    )
     args = parser.parse_args(argv)
     names = [run.ALIASES.get(args.a, args.a), run.ALIASES.get(args.b, args.b)]
     for name in names:
@@ -207,45 +259,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds must be between 1 and 100")
     with tempfile.TemporaryDirectory(prefix="trioapi-paired-") as scratch, cgroups() as groups:
         folder = Path(scratch)
-        trees = []
-        for side, ref in (("a", args.a_ref), ("b", args.b_ref)):
+        sides = []
+        for index, (side, ref) in enumerate((("a", args.a_ref), ("b", args.b_ref))):
             tree = folder / side
             tree.mkdir()
-            trees.append(checkout(ref, tree) if ref else None)
+            env = parse_env(args.a_env if side == "a" else args.b_env)
+            label = f"{names[index]}{f' @ {ref}' if ref else ''}{f' {env}' if env else ''}"
+            sides.append((names[index], checkout(ref, tree) if ref else None, env, label))
         bodies = run.write_bodies(folder)
-        ports = (run.free_port(), run.free_port())
-        envs = (parse_env(args.a_env), parse_env(args.b_env))
-        servers = []
-        try:
-            for index in (0, 1):
-                log = folder / f"{'ab'[index]}.log"
-                servers.append(start(names[index], ports[index], trees[index], envs[index], log))
-            for port, server in zip(ports, servers, strict=True):
-                ready(port, server)
-            if groups is not None:
-                for server, group in zip(servers, groups, strict=True):
-                    place(server, group)
-            sharing = "per process (a cgroup each)" if groups else "per thread (no cgroup)"
-            labels = [
-                f"{name}{f' @ {ref}' if ref else ''}{f' {env}' if env else ''}"
-                for name, ref, env in zip(names, (args.a_ref, args.b_ref), envs, strict=True)
-            ]
-            print(f"A = {labels[0]}\nB = {labels[1]}")
-            print(f"{args.route}, {args.rounds} rounds of {args.seconds} s; core shared {sharing}")
-            warm = argparse.Namespace(**{**vars(args), "seconds": 1})
-            load_both(wrk, ports, warm, bodies)  # caches, pools, first threads: not counted
-            ratios = []
-            for number in range(1, args.rounds + 1):
-                a, b = load_both(wrk, ports, args, bodies, b_first=number % 2 == 0)
-                ratios.append(b / a)
-                print(f"round {number:2}: A {a:8.0f} req/s   B {b:8.0f} req/s   B/A {b / a:.3f}")
+        ratios = measure(sides, args, wrk, bodies, folder, groups)
+        if args.mirror:
+            print("mirrored: the same two, started the other way round")
+            back = measure(sides[::-1], args, wrk, bodies, folder, groups)
+            forward, reverse = statistics.median(ratios), 1 / statistics.median(back)
             print(
-                f"B/A median {statistics.median(ratios):.3f} "
-                f"(min {min(ratios):.3f}, max {max(ratios):.3f})"
+                f"B/A {forward:.3f} as the second server, {reverse:.3f} as the first: "
+                f"{(forward * reverse) ** 0.5:.3f} with the position's advantage taken out"
             )
-        finally:
-            for server in servers:
-                stop(server)
     return 0
 
 
