@@ -106,3 +106,19 @@ def test_a_model_nothing_can_build_is_refused_when_the_route_is_declared() -> No
         @app.get("/opaque", response_model=dict[str, Holder | int])
         async def opaque() -> Any:
             return {}
+
+
+def test_a_return_annotation_pydantic_cannot_take_is_refused_with_fastapi_s_hint() -> None:
+    pytest.importorskip("pydantic")
+    from trioapi.responses import Response
+
+    app = TrioAPI()
+    with pytest.raises(RouteDefinitionError) as caught:
+
+        @app.get("/")
+        def read_root() -> Response | None:
+            return Response(content="Foo")  # pragma: no cover
+
+    # FastAPI's own test looks for these two phrases.
+    assert "valid Pydantic field type" in str(caught.value)
+    assert "parameter response_model=None" in str(caught.value)

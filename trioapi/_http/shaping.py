@@ -75,8 +75,9 @@ def response_shaper(
         shape = pydantic_engine.response_shaper(model, options, where, to_json=to_json)
     except Exception as error:
         msg = (
-            f"{where}: cannot use {model!r} as the response model: {error}. Pass "
-            "response_model=None to return the value as it is."
+            f"{where}: cannot use {model!r} as the response model: it is not a valid "
+            f"Pydantic field type ({error}). Set the route's parameter response_model=None "
+            "to return the value as it is."
         )
         raise RouteDefinitionError(msg) from error
     return _raising(shape)
