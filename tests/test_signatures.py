@@ -11,6 +11,7 @@ import decimal
 import enum
 import functools
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Literal, NewType, Optional
 
@@ -22,6 +23,7 @@ from trioapi import (
     Body,
     Cookie,
     Depends,
+    Form,
     Header,
     Path,
     Query,
@@ -904,3 +906,14 @@ def test_a_type_alias_is_read_as_what_it_names() -> None:
     dependant = analyse(endpoint)
     assert [sub.dependant.call for sub in dependant.dependencies] == [_numbers, _numbers]
     assert dependant.fields == ()
+
+
+@pytest.mark.parametrize("marker", [Query, Path, Header, Cookie, Body, Form])
+def test_example_singular_is_deprecated_as_in_fastapi(marker: Any) -> None:
+    from trioapi.exceptions import TrioAPIDeprecationWarning
+
+    with pytest.warns(TrioAPIDeprecationWarning, match="`example` has been deprecated"):
+        marker(example="x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        marker(examples=["x"])

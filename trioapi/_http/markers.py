@@ -184,6 +184,12 @@ def _marker_init(cls: type[Any]) -> type[Any]:
         unknown = {key: kwargs.pop(key) for key in list(kwargs) if key not in known}
         if unknown:
             kwargs["extra"] = {**kwargs.get("extra", {}), **unknown}
+        if kwargs.get("example") is not None:
+            warnings.warn(
+                "`example` has been deprecated, please use `examples` instead",
+                TrioAPIDeprecationWarning,
+                stacklevel=2,
+            )
         if kwargs.get("regex") is not None:
             warnings.warn(
                 "`regex` has been deprecated, please use `pattern` instead",
