@@ -528,3 +528,9 @@ def test_an_empty_path_waits_for_a_prefix_and_alone_is_refused() -> None:
     assert [route.path for route in app.routes if route.endpoint is items] == ["/items"]
     with pytest.raises(RouteDefinitionError, match="Prefix and path cannot be both empty"):
         app.include_router(router)
+
+
+def test_a_router_including_itself_is_refused_in_fastapi_s_words() -> None:
+    router = APIRouter()
+    with pytest.raises(AssertionError, match="Cannot include the same APIRouter instance into"):
+        router.include_router(router)

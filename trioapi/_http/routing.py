@@ -924,7 +924,10 @@ class APIRouter:
         _check_prefix(prefix, "include_router")
         form_limits = check_form_limits(form_limits) or None
         if router is self:
-            msg = "a router cannot include itself"
+            msg = (
+                "Cannot include the same APIRouter instance into itself. Did you mean to "
+                "include a different router?"
+            )
             raise RouteDefinitionError(msg)
         for route in router.routes:
             options = {key: getattr(route, key) for key in _ROUTE_OPTIONS}
