@@ -1083,9 +1083,10 @@ class TrioAPI(APIRouter):
         self, ctx: RequestContext, error: BaseException | None, sent: bool
     ) -> None:
         before = ctx.take_background()
+        failure: Exception | None = None
         try:
             if ctx.exits:
-                await teardown(ctx, None)
+                failure = await teardown(ctx, None)
         finally:
             # Runs even when the request call is being cancelled: a response
             # that went out must not lose its tasks.
@@ -1097,6 +1098,10 @@ class TrioAPI(APIRouter):
                 await self._hand_off(runtime, before + after, ctx.scope)
             if ctx.has_files():
                 await ctx.close_files()
+        if failure is not None:
+            # A yield dependency failed after the response (its tasks are
+            # handed over): on to the server, which logs it (FastAPI's rule).
+            raise failure
 
     async def _hand_off(
         self, runtime: BackgroundRuntime, group: list[TaskHandle[Any]], scope: Scope

@@ -901,7 +901,9 @@ async def teardown(
         ``only_early``, a dependency failing after a clean endpoint is
         returned too: no answer exists yet, so that error is the one answered
         (FastAPI answers an ``HTTPException(503)`` raised there with 503).
-        When the response is on its way, a failure is logged instead.
+        When the response is on its way, a failure is returned as well: the
+        caller raises it to the server once the request's tasks are handed
+        over, as FastAPI lets it reach the server.
     """
     current: Exception | None = error
     swallowed_by: Any = None
@@ -931,12 +933,13 @@ async def teardown(
                 continue  # re-raised the error it was given: nothing new
             if error is None and not only_early:
                 # The response is on its way: nothing can answer this any more.
-                logger.exception("error in the teardown of a yield dependency (%s)", ctx.label)
+                # It goes on through the older ones, as through an exit stack,
+                # and then to the server (FastAPI's rule), once the tasks are
+                # handed over; the server logs it, a test client raises it.
                 record = ctx.scope.get(TELEMETRY_RECORD)
                 if record is not None:
                     record.note(failure)  # telemetry=: an error no handler can take
-            else:
-                current = failure
+            current = failure
     ctx.exits.extend(reversed(kept))
     if error is not None and current is None:
         return _swallowed(error, swallowed_by)

@@ -793,7 +793,7 @@ async def _session(
             await websocket._end()
             ended = True
             if ctx.exits:
-                await teardown(ctx, None)
+                return await teardown(ctx, None)  # a failure goes on to the server
             return None
         if not isinstance(error, WebSocketDisconnect):
             # The endpoint raised: its tasks do not run (FastAPI's rule for
