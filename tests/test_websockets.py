@@ -389,6 +389,41 @@ async def test_a_yield_dependency_sees_the_endpoints_error() -> None:
     assert seen == ["disconnect 4001"]
 
 
+async def test_a_yield_dependency_failing_after_the_close_goes_to_the_server() -> None:
+    app = TrioAPI()
+    ran: list[str] = []
+
+    async def session() -> AsyncIterator[None]:
+        yield
+        raise RuntimeError("could not close the session")
+
+    def note() -> None:
+        ran.append("task")
+
+    @app.websocket("/ws")
+    async def endpoint(
+        websocket: WebSocket, _: Annotated[None, Depends(session)], tasks: BackgroundTasks
+    ) -> None:
+        tasks.add_task(note)
+        await websocket.accept()
+        await websocket.send_text("hi")
+        await websocket.close()
+
+    heard: list[str] = []
+
+    async def talk(client: AsyncClient) -> None:
+        async with client.websocket_connect("/ws") as ws:
+            heard.append(await ws.receive_text())
+            await ws.receive()  # the close
+
+    async with AsyncClient(app, raise_server_exceptions=True) as client:
+        with pytest.raises(RuntimeError, match="could not close the session"):
+            await talk(client)
+        await app.background.wait_idle()
+    assert heard == ["hi"]
+    assert ran == ["task"]
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 
