@@ -34,7 +34,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -117,30 +116,6 @@ def place(process: subprocess.Popen[bytes], group: Path) -> None:
         (group / "cgroup.procs").write_text(str(pid))
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=run.STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # only the session we started
-            process.wait(timeout=10)
-
-
-def ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + run.START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            msg = f"the server on port {port} exited with {process.returncode} at startup"
-            raise RuntimeError(msg)
-        if run.http_get_ok(port):
-            return
-        time.sleep(0.1)
-    msg = f"the server on port {port} did not answer within {run.START_TIMEOUT:g} s"
-    raise RuntimeError(msg)
-
-
 def load_both(
     wrk: str,
     ports: tuple[int, int],
@@ -205,8 +180,8 @@ def measure(
         for index, (name, tree, env, _) in enumerate(sides):
             log = folder / f"{'ab'[index]}.log"
             servers.append(start(name, ports[index], tree, env, log))
-        for port, server in zip(ports, servers, strict=True):
-            ready(port, server)
+        for port, server, side in zip(ports, servers, sides, strict=True):
+            run.wait_answering(server, port, f"the server of {side[3]} (port {port})")
         if groups is not None:
             for server, group in zip(servers, groups, strict=True):
                 place(server, group)
@@ -226,7 +201,7 @@ def measure(
         )
     finally:
         for server in servers:
-            stop(server)
+            run.terminate(server)
     return ratios
 
 

@@ -468,18 +468,46 @@ def http_get_ok(port: int) -> bool:
     return head.startswith(b"HTTP/1.1 200")
 
 
-def wait_ready(session: Session) -> None:
-    assert session.process is not None
+def wait_answering(
+    process: subprocess.Popen[bytes], port: int, name: str, output: Path | None = None
+) -> None:
+    """Returns once ``GET /`` answers on ``port``; raises if the server exits or stays silent.
+
+    ``output``: the server's captured output, quoted when it exits at startup.
+    """
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if session.process.poll() is not None:
-            msg = f"{session.framework} exited with {session.process.returncode} at startup"
-            raise RuntimeError(f"{msg}:\n{session.stderr_path.read_text(errors='replace')}")
-        if http_get_ok(session.port):
+        if process.poll() is not None:
+            msg = f"{name} exited with {process.returncode} at startup"
+            if output is not None:
+                msg += f":\n{output.read_text(errors='replace')}"
+            raise RuntimeError(msg)
+        if http_get_ok(port):
             return
         time.sleep(0.1)
-    msg = f"{session.framework} did not answer GET / within {START_TIMEOUT:g} s"
+    msg = f"{name} did not answer GET / within {START_TIMEOUT:g} s"
     raise RuntimeError(msg)
+
+
+def wait_ready(session: Session) -> None:
+    assert session.process is not None
+    wait_answering(session.process, session.port, session.framework, session.stderr_path)
+
+
+def terminate(process: subprocess.Popen[bytes]) -> str:
+    """SIGTERM (hypercorn's graceful stop), then SIGKILL to its session if it lasts; which one."""
+    if process.poll() is not None:
+        return "SIGTERM"
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # Only our own session: the hypercorn parent and its worker.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        return "SIGKILL after timeout"
+    return "SIGTERM"
 
 
 def stop_server(session: Session) -> dict[str, Any]:
@@ -487,17 +515,7 @@ def stop_server(session: Session) -> dict[str, Any]:
     process = session.process
     assert process is not None
     started = time.monotonic()
-    outcome: dict[str, Any] = {"signal": "SIGTERM"}
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            # Only our own session: the hypercorn parent and its worker.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-            outcome["signal"] = "SIGKILL after timeout"
+    outcome: dict[str, Any] = {"signal": terminate(process)}
     outcome["stop_seconds"] = round(time.monotonic() - started, 3)
     outcome["exit_code"] = process.returncode
     return outcome
