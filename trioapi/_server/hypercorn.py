@@ -182,8 +182,7 @@ class GuardedH11Protocol(H11Protocol):
         if fault is not None:
             await self._refuse(fault)
             return
-        connection = self.connection
-        if type(connection) is not _ContinueOnDemand or not connection.waiting_for_continue:
+        if not self._client_waits_for_continue():
             await super()._create_stream(request)
             return
         # Only this request's app gets the receive that sends 100 Continue:
@@ -196,19 +195,24 @@ class GuardedH11Protocol(H11Protocol):
         finally:
             self.app = app
 
+    def _client_waits_for_continue(self) -> bool:
+        # h11's own answer; after a WebSocket upgrade the connection is hypercorn's
+        # pass-through, which never waits.
+        connection = self.connection
+        return type(connection) is _ContinueOnDemand and connection.waiting_for_continue
+
     async def send_continue(self, request: h11.Request) -> None:
         """Sends ``100 Continue`` if ``request``'s client is still waiting for it."""
         if self._continue_for is not request:
             return
         self._continue_for = None
-        connection = self.connection
-        if type(connection) is not _ContinueOnDemand or not connection.waiting_for_continue:
+        if not self._client_waits_for_continue():
             return  # the client sent its body anyway, or an answer went out first
         event = h11.InformationalResponse(
             status_code=100, headers=self.config.response_headers("h11")
         )
         try:
-            data = connection.send(event)
+            data = self.connection.send(event)
         except h11.LocalProtocolError:
             return  # the connection is already broken: nothing to invite
         await self.send(RawData(data=data))
