@@ -1349,3 +1349,168 @@ def test_the_default_of_a_lone_optional_form_model_is_documented() -> None:
             }
         }
     }
+
+
+class StreamedItem(BaseModel):
+    name: str
+
+
+_EVENT_FIELDS = {
+    "event": {"type": "string"},
+    "id": {"type": "string"},
+    "retry": {"type": "integer", "minimum": 0},
+}
+
+
+def test_generator_routes_document_each_item_of_their_stream() -> None:
+    # What FastAPI 0.165.0 writes for the same routes: JSON lines and events
+    # get an itemSchema (the declared item type's, when there is one).
+    from collections.abc import AsyncIterable, Iterable
+
+    from trioapi.sse import EventSourceResponse
+
+    app = TrioAPI()
+
+    @app.get("/lines")
+    async def lines() -> AsyncIterable[StreamedItem]:
+        yield StreamedItem(name="a")
+
+    @app.get("/lines-untyped")
+    def lines_untyped():  # type: ignore[no-untyped-def]
+        yield {"name": "a"}
+
+    @app.get("/events", response_class=EventSourceResponse)
+    def events() -> Iterable[StreamedItem]:
+        yield StreamedItem(name="a")
+
+    @app.get("/events-untyped", response_class=EventSourceResponse)
+    async def events_untyped():  # type: ignore[no-untyped-def]
+        yield {"name": "a"}
+
+    paths = app.openapi()["paths"]
+
+    def content(path: str) -> Any:
+        return paths[path]["get"]["responses"]["200"]["content"]
+
+    assert content("/lines") == {
+        "application/jsonl": {"itemSchema": {"$ref": "#/components/schemas/StreamedItem"}}
+    }
+    assert content("/lines-untyped") == {"application/jsonl": {"itemSchema": {}}}
+    assert content("/events") == {
+        "text/event-stream": {
+            "itemSchema": {
+                "type": "object",
+                "properties": {
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"$ref": "#/components/schemas/StreamedItem"},
+                    },
+                    **_EVENT_FIELDS,
+                },
+                "required": ["data"],
+            }
+        }
+    }
+    assert content("/events-untyped") == {
+        "text/event-stream": {
+            "itemSchema": {
+                "type": "object",
+                "properties": {"data": {"type": "string"}, **_EVENT_FIELDS},
+            }
+        }
+    }
+    assert "StreamedItem" in app.openapi()["components"]["schemas"]
+
+
+_Count = Annotated[
+    int,
+    Field(
+        alias="original",
+        title="Original",
+        description="From Field",
+        deprecated=True,
+        json_schema_extra={"x-source": "field", "x-kept": True},
+    ),
+]
+
+
+def test_a_markers_own_settings_override_a_pydantic_field_beside_it() -> None:
+    # FastAPI 0.165.0's rules: the Field's alias and documentation apply
+    # unless the marker sets them; a marker's explicit None clears them; the
+    # json_schema_extra dicts merge.
+    app = TrioAPI()
+
+    @app.get("/q")
+    def read(
+        kept: Annotated[_Count, Query()],
+        replaced: Annotated[
+            _Count,
+            Query(
+                alias="new",
+                description="From Query",
+                deprecated=False,
+                json_schema_extra={"x-source": "query"},
+            ),
+        ],
+        cleared: Annotated[
+            _Count,
+            Query(
+                alias=None, title=None, description=None, deprecated=None, json_schema_extra=None
+            ),
+        ],
+        inferred: Annotated[int, Field(title="Inferred ID", description="No marker")] = 1,
+    ) -> dict[str, int]:
+        return {"kept": kept, "replaced": replaced, "cleared": cleared, "inferred": inferred}
+
+    response = TestClient(app).get("/q", params={"original": "1", "new": "2", "cleared": "3"})
+    assert response.json() == {"kept": 1, "replaced": 2, "cleared": 3, "inferred": 1}
+    parameters = app.openapi()["paths"]["/q"]["get"]["parameters"]
+    assert parameters == [
+        {
+            "name": "original",
+            "in": "query",
+            "required": True,
+            "schema": {
+                "type": "integer",
+                "title": "Original",
+                "description": "From Field",
+                "deprecated": True,
+                "x-source": "field",
+                "x-kept": True,
+            },
+            "description": "From Field",
+            "deprecated": True,
+        },
+        {
+            "name": "new",
+            "in": "query",
+            "required": True,
+            "schema": {
+                "type": "integer",
+                "title": "Original",
+                "description": "From Query",
+                "x-source": "query",
+                "x-kept": True,
+            },
+            "description": "From Query",
+        },
+        {
+            "name": "cleared",
+            "in": "query",
+            "required": True,
+            "schema": {"type": "integer", "title": "Cleared"},
+        },
+        {
+            "name": "inferred",
+            "in": "query",
+            "required": False,
+            "schema": {
+                "type": "integer",
+                "default": 1,
+                "title": "Inferred ID",
+                "description": "No marker",
+            },
+            "description": "No marker",
+        },
+    ]

@@ -131,8 +131,18 @@ class FieldMarker:
     include_in_schema: bool = attrs.field(default=True, kw_only=True)
     json_schema_extra: Any = attrs.field(default=None, kw_only=True)
     extra: dict[str, Any] = attrs.field(factory=dict, kw_only=True)
+    # The keywords the caller passed, so that an explicit ``alias=None``
+    # (or ``title=None``...) clears what a pydantic ``Field`` beside the
+    # marker in ``Annotated`` says, as in FastAPI.
+    _explicit: frozenset[str] = attrs.field(
+        factory=frozenset, kw_only=True, eq=False, repr=False, alias="_explicit"
+    )
 
     source: typing.ClassVar[str] = ""
+
+    def explicitly_set(self, name: str) -> bool:
+        """The caller passed ``name`` (even as None)."""
+        return name in self._explicit
 
     @property
     def wire_alias(self) -> str | None:
@@ -181,6 +191,8 @@ def _marker_init(cls: type[Any]) -> type[Any]:
     known = {field.name for field in attrs.fields(cls)}
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if "_explicit" not in kwargs:  # attrs.evolve passes it on
+            kwargs["_explicit"] = frozenset(key for key in kwargs if key in known)
         unknown = {key: kwargs.pop(key) for key in list(kwargs) if key not in known}
         if unknown:
             kwargs["extra"] = {**kwargs.get("extra", {}), **unknown}

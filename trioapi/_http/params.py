@@ -516,15 +516,25 @@ def _with_metadata_settings(
 ) -> FieldMarker | None:
     """``Annotated[int, Field(alias="wire"), Query()]``: pydantic's alias names the wire.
 
-    Its ``default_factory`` and ``validate_default`` apply too; what the marker
-    sets itself wins.
+    Its ``default_factory``, ``validate_default`` and documentation (title,
+    description, examples, deprecated, ``json_schema_extra``) apply too. What
+    the marker sets itself wins, None included (``Query(alias=None)`` clears
+    the field's alias); ``json_schema_extra`` dicts are merged, the marker's
+    keys winning.
     """
     settings = pydantic_engine.metadata_settings(metadata)
     if not settings:
         return marker
     if marker is None:
         return _MARKER_FOR_SOURCE[source](**settings)  # type: ignore[no-any-return]
-    changes = {key: value for key, value in settings.items() if getattr(marker, key) is None}
+    changes: dict[str, Any] = {}
+    for key, value in settings.items():
+        if not marker.explicitly_set(key) and getattr(marker, key) is None:
+            changes[key] = value
+        elif key == "json_schema_extra" and isinstance(value, dict):
+            own = marker.json_schema_extra
+            if isinstance(own, dict):
+                changes[key] = {**value, **own}
     return attrs.evolve(marker, **changes) if changes else marker
 
 

@@ -147,7 +147,52 @@ def metadata_settings(metadata: tuple[Any, ...]) -> dict[str, Any]:
                 found["default_factory"] = item.default_factory
             if item.validate_default is not None:
                 found["validate_default"] = item.validate_default
+            for name in _DOCUMENTATION:
+                value = getattr(item, name, None)
+                if value is not None:
+                    found[name] = value
     return found
+
+
+_DOCUMENTATION = ("title", "description", "examples", "deprecated", "json_schema_extra")
+
+_MOVED_TO_MARKER = frozenset(
+    {
+        "alias",
+        "validation_alias",
+        "serialization_alias",
+        "alias_priority",
+        "default_factory",
+        "validate_default",
+        *_DOCUMENTATION,
+    }
+)
+
+
+def without_marker_settings(metadata: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``metadata`` with what :func:`metadata_settings` moved into the marker left out.
+
+    For the schema: the marker then says alone what the parameter's alias and
+    documentation are (an explicit ``title=None`` on it clears the field's).
+    """
+    if not loaded() or not metadata:
+        return metadata
+    from pydantic import Field
+    from pydantic.fields import FieldInfo
+
+    kept: list[Any] = []
+    for item in metadata:
+        if isinstance(item, FieldInfo):
+            given = getattr(item, "_attributes_set", None)
+            if given is None:  # pragma: no cover - pydantic moved its record
+                kept.append(item)
+                continue
+            rest = {key: value for key, value in given.items() if key not in _MOVED_TO_MARKER}
+            if rest:
+                kept.append(Field(**rest))
+            continue
+        kept.append(item)
+    return tuple(kept)
 
 
 def _adapter(annotation: Any) -> Any:

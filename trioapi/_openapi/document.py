@@ -214,6 +214,16 @@ class _Operation:
     extra_responses: dict[Any, tuple[int, str]]
     security: list[tuple[Any, list[str]]]
     callbacks: list[_Operation]
+    stream: _Stream | None = None
+
+
+@attrs.define
+class _Stream:
+    # A generator route's JSON lines or server-sent events: an itemSchema,
+    # with the declared item type's schema (handle) when there is one.
+    media_type: str
+    handle: int | None
+    title: str
 
 
 def _unwrap(call: Any) -> Any:
@@ -338,7 +348,15 @@ def _field_keywords(field: Field, *, alias: bool) -> dict[str, Any]:
 
 
 def _metadata(field: Field, dependant_call: Any) -> tuple[Any, ...]:
-    """The ``Annotated`` metadata of the parameter that is not a trioapi marker."""
+    """The ``Annotated`` metadata of the parameter that is not a trioapi marker.
+
+    Less what the marker took over from a pydantic ``Field`` (its alias and
+    documentation: ``params._with_metadata_settings``).
+    """
+    return pydantic_engine.without_marker_settings(_own_metadata(field, dependant_call))
+
+
+def _own_metadata(field: Field, dependant_call: Any) -> tuple[Any, ...]:
     stored = getattr(field, "metadata", None)
     if stored is not None:
         return tuple(stored)
@@ -465,7 +483,11 @@ class _Planner:
                 has_params = True
                 params.extend(self._params(field, owners.get(id(field))))
         body = self._body(flat.body, unique_id, owners)
-        response, response_title = self._response(route, unique_id)
+        stream = self._stream(route, unique_id)
+        if stream is not None:
+            response, response_title = None, title_for("Response_" + unique_id)
+        else:
+            response, response_title = self._response(route, unique_id)
         extra_responses: dict[Any, tuple[int, str]] = {}
         for code, spec in (route.responses or {}).items():
             model = spec.get("model") if isinstance(spec, Mapping) else None
@@ -489,7 +511,25 @@ class _Planner:
             extra_responses=extra_responses,
             security=flat.security,
             callbacks=callbacks,
+            stream=stream,
         )
+
+    def _stream(self, route: Any, unique_id: str) -> _Stream | None:
+        # As FastAPI documents them: JSON lines and server-sent events with
+        # an itemSchema; other streaming classes are plain strings.
+        plan = getattr(route, "stream", None)
+        if plan is None:
+            return None
+        if plan.kind == "jsonl":
+            media_type = "application/jsonl"
+        elif plan.kind == "sse":
+            media_type = "text/event-stream"
+        else:
+            return None
+        handle = None
+        if plan.item_type is not None:
+            handle = self.schemas.add(Value(plan.item_type, "serialization"))
+        return _Stream(media_type, handle, title_for("StreamItem_" + unique_id))
 
     def _params(self, field: Field, owner: Any) -> list[_Param]:
         marker = field.marker
@@ -847,7 +887,10 @@ class _Writer:
             status = _status_code(route, response_class)
             if status is not None:
                 responses.setdefault(status, {})["description"] = route.response_description
-                if body_allowed(route.status_code) and media_type:
+                if body_allowed(route.status_code) and plan.stream is not None:
+                    content = responses[status].setdefault("content", {})
+                    content[plan.stream.media_type] = {"itemSchema": self._item_schema(plan.stream)}
+                elif body_allowed(route.status_code) and media_type:
                     schema: dict[str, Any] = {"type": "string"}
                     if isinstance(response_class, type) and issubclass(
                         response_class, JSONResponse
@@ -870,6 +913,27 @@ class _Writer:
                 deep_update(operation, route.openapi_extra)
             item[method.lower()] = operation
         return item
+
+    def _item_schema(self, stream: _Stream) -> dict[str, Any]:
+        item = self._schema(stream.handle, stream.title) if stream.handle is not None else None
+        if stream.media_type == "application/jsonl":
+            return item or {}
+        properties: dict[str, Any] = {
+            "data": {"type": "string"},
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer", "minimum": 0},
+        }
+        schema: dict[str, Any] = {"type": "object", "properties": properties}
+        if item is not None:
+            # Each event's data is the item as JSON.
+            properties["data"] = {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": item,
+            }
+            schema["required"] = ["data"]
+        return schema
 
     def _callbacks(self, callbacks: list[_Operation]) -> dict[str, Any]:
         # As in FastAPI, what a callback would add to the components (its
