@@ -10,6 +10,7 @@ import datetime
 import decimal
 import enum
 import functools
+import re
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -689,7 +690,11 @@ def test_positional_only_parameter_is_refused() -> None:
 def test_a_marker_in_annotated_and_another_as_the_default_are_refused() -> None:
     def split(q: Annotated[int, Query()] = Header()) -> None: ...  # type: ignore[assignment]
 
-    with pytest.raises(RouteDefinitionError, match="'q' has a marker both in Annotated"):
+    with pytest.raises(
+        RouteDefinitionError,
+        match="Cannot specify TrioAPI annotations in `Annotated` and default value together "
+        "for 'q'",
+    ):
         analyse(split)
 
 
@@ -705,11 +710,21 @@ def test_several_markers_in_annotated_the_last_decides_and_constraints_add_up() 
             field.check(bad)
 
 
-def test_default_in_marker_and_after_equals_is_refused() -> None:
-    def call(q: Annotated[int, Query(3)] = 4) -> None: ...
+def test_a_default_in_an_annotated_marker_is_refused() -> None:
+    # FastAPI's rule and message: in Annotated, the default goes after '='.
+    def both(q: Annotated[int, Query(3)] = 4) -> None: ...
 
-    with pytest.raises(RouteDefinitionError, match="sets a default both in its marker"):
-        analyse(call)
+    def marker_only(q: Annotated[int, Query(default=3)]) -> None: ...
+
+    for call in (both, marker_only):
+        with pytest.raises(
+            RouteDefinitionError,
+            match=re.escape(
+                "`Query` default value cannot be set in `Annotated` for 'q'. Set the "
+                "default value with `=` instead."
+            ),
+        ):
+            analyse(call)
 
 
 def test_path_parameter_missing_from_the_template_is_refused() -> None:
@@ -917,3 +932,34 @@ def test_example_singular_is_deprecated_as_in_fastapi(marker: Any) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         marker(examples=["x"])
+
+
+def test_a_path_marker_with_a_default_is_refused() -> None:
+    # A path parameter is always in the URL (FastAPI refuses this too).
+    with pytest.raises(RouteDefinitionError, match="Path parameters cannot have a default value"):
+        Path(1)
+    with pytest.raises(RouteDefinitionError, match="Path parameters cannot have a default value"):
+        Path(default=None)
+    assert Path().default is Path(...).default
+
+
+def _one() -> int:
+    return 1
+
+
+def test_depends_in_annotated_and_as_the_default_is_refused_in_fastapis_words() -> None:
+    def twice(foo: Annotated[int, Depends(_one)] = Depends(_one)) -> None: ...
+
+    def mixed(foo: Annotated[int, Query(min_length=1)] = Depends(_one)) -> None: ...
+
+    with pytest.raises(
+        RouteDefinitionError,
+        match="Cannot specify `Depends` in `Annotated` and default value together for 'foo'",
+    ):
+        analyse(twice)
+    with pytest.raises(
+        RouteDefinitionError,
+        match="Cannot specify a TrioAPI annotation in `Annotated` and `Depends` as a default "
+        "value together for 'foo'",
+    ):
+        analyse(mixed)

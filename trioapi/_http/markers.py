@@ -37,7 +37,7 @@ from typing import Any, Literal, final
 
 import attrs
 
-from .._exceptions import TrioAPIDeprecationWarning
+from .._exceptions import RouteDefinitionError, TrioAPIDeprecationWarning
 from .convert import Constraints
 
 
@@ -249,10 +249,19 @@ class Query(Param):
 @_marker_init
 @attrs.frozen
 class Path(Param):
-    """Reads the parameter from the path template (``/items/{item_id}``)."""
+    """Reads the parameter from the path template (``/items/{item_id}``).
+
+    A path parameter is always in the URL: it has no default (``Path(1)``
+    raises, as in FastAPI).
+    """
 
     source: typing.ClassVar[str] = "path"
     in_: typing.ClassVar[ParamTypes] = ParamTypes.path
+
+    def __attrs_post_init__(self) -> None:
+        if self.default is not REQUIRED:
+            msg = "Path parameters cannot have a default value"
+            raise RouteDefinitionError(msg)
 
 
 @final

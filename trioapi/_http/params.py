@@ -393,12 +393,23 @@ def analyse(
         depends_markers = [extra for extra in extras if isinstance(extra, Depends)]
         field_markers = [extra for extra in extras if isinstance(extra, FieldMarker)]
         default = parameter.default
+        for extra in field_markers:
+            if extra.default is not REQUIRED:
+                # FastAPI's rule and words: in Annotated, the default goes after '='.
+                msg = (
+                    f"{where}: `{type(extra).__name__}` default value cannot be set in "
+                    f"`Annotated` for {name!r}. Set the default value with `=` instead."
+                )
+                raise RouteDefinitionError(msg)
         if isinstance(default, MARKER_TYPES):
             if depends_markers or field_markers:
-                msg = (
-                    f"{where}: parameter {name!r} has a marker both in Annotated and as its "
-                    "default; keep one."
-                )
+                if isinstance(default, Depends) and depends_markers:
+                    said = "`Depends` in `Annotated` and default value"
+                elif isinstance(default, Depends):
+                    said = "a TrioAPI annotation in `Annotated` and `Depends` as a default value"
+                else:
+                    said = "TrioAPI annotations in `Annotated` and default value"
+                msg = f"{where}: Cannot specify {said} together for {name!r}; keep one."
                 raise RouteDefinitionError(msg)
             if isinstance(default, Depends):
                 depends_markers.append(default)
@@ -439,13 +450,7 @@ def analyse(
             continue
 
         if marker is not None and marker.default is not REQUIRED:
-            if default is not inspect.Parameter.empty:
-                msg = (
-                    f"{where}: parameter {name!r} sets a default both in its marker and after "
-                    "'='; keep the one after '='."
-                )
-                raise RouteDefinitionError(msg)
-            default = marker.default
+            default = marker.default  # ``x: int = Query(3)``: the marker is the default
         if default is inspect.Parameter.empty or default is ...:
             default = REQUIRED
 
