@@ -1294,3 +1294,62 @@ async def test_a_group_that_waited_for_a_place_still_sees_its_own_requests_conte
         assert app.background.stats()["pending"] == 1  # waiting for the one place
         await app.background.wait_idle()
     assert seen == [("first", 1), ("second", 2)]
+
+
+# --- a response's background= (Starlette's BackgroundTask and hand-made groups) -----
+
+
+async def test_a_responses_background_runs_after_it_with_the_requests_own_tasks() -> None:
+    from trioapi.background import BackgroundTask
+    from trioapi.responses import JSONResponse, PlainTextResponse
+
+    app = TrioAPI()
+    ran: list[str] = []
+
+    async def note(what: str) -> None:
+        ran.append(what)
+
+    @app.get("/plain")
+    def plain() -> JSONResponse:  # no BackgroundTasks parameter: the fast path
+        return JSONResponse({"ok": True}, background=BackgroundTask(ran.append, "task"))
+
+    @app.get("/both")
+    async def both(background_tasks: BackgroundTasks) -> PlainTextResponse:
+        background_tasks.add_task(note, "own")
+        by_hand = BackgroundTasks()
+        by_hand.add_task(note, "by hand 1")
+        by_hand.add_task(ran.append, "by hand 2")
+        return PlainTextResponse("ok", background=by_hand)
+
+    @app.exception_handler(KeyError)
+    async def on_key_error(request: Any, exc: KeyError) -> PlainTextResponse:
+        return PlainTextResponse("gone", 410, background=BackgroundTask(note, "handler"))
+
+    @app.get("/fails")
+    async def fails() -> None:
+        raise KeyError("x")
+
+    @app.exception_handler(404)
+    async def on_404(request: Any, exc: Exception) -> PlainTextResponse:
+        return PlainTextResponse("none", 404, background=BackgroundTask(note, "404"))
+
+    async with TestClient(app) as client:
+        assert (await client.get("/plain")).json() == {"ok": True}
+        assert ran == ["task"]
+        assert (await client.get("/both")).text == "ok"
+        assert ran[1:] == ["own", "by hand 1", "by hand 2"]
+        assert (await client.get("/fails")).status_code == 410
+        assert (await client.get("/nowhere")).status_code == 404
+    assert ran[4:] == ["handler", "404"]
+    assert app.background.completed == 6
+
+
+def test_a_response_refuses_a_background_it_cannot_run() -> None:
+    from trioapi.responses import JSONResponse, StreamingResponse
+
+    with pytest.raises(
+        TypeError, match="takes a BackgroundTask or BackgroundTasks, not builtin_function"
+    ):
+        JSONResponse({}, background=print)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not list"):
+        StreamingResponse(iter([b""]), background=[])

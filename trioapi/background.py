@@ -1,5 +1,11 @@
-"""``BackgroundTasks`` (FastAPI's ``fastapi.background``), run by trioapi's runtime."""
+"""``BackgroundTasks`` (FastAPI's ``fastapi.background``) and Starlette's ``BackgroundTask``.
 
+Both run in trioapi's runtime: a request's ``BackgroundTasks`` parameter, and
+a ``BackgroundTask`` or ``BackgroundTasks`` given to a response's
+``background=``, start after the response's last byte.
+"""
+
+from ._runtime.background import BackgroundTask as BackgroundTask
 from ._runtime.background import BackgroundTasks as BackgroundTasks
 
-__all__ = ["BackgroundTasks"]
+__all__ = ["BackgroundTask", "BackgroundTasks"]

@@ -40,7 +40,14 @@ from .._exceptions import (
     ValidationException,
     endpoint_context,
 )
-from .._runtime.background import UNWIND_GRACE, BackgroundRuntime, RuntimeState, TaskHandle
+from .._runtime.background import (
+    UNWIND_GRACE,
+    BackgroundRuntime,
+    BackgroundTasks,
+    RuntimeState,
+    TaskHandle,
+    adopt_background,
+)
 from .._runtime.durable import DurableTask
 from .._server.connections import watch_accept
 from .._server.hypercorn import find_config, hypercorn_version, install_guard, sends_whole_bodies
@@ -905,7 +912,21 @@ class TrioAPI(APIRouter):
         self, error: Exception, scope: Scope, receive: Receive, send: Send
     ) -> None:
         response = await self._error_response(error, scope, receive, None)
-        await self._deliver(response, scope, send)
+        if response.background is None:
+            await self._deliver(response, scope, send)
+            return
+        # A handler's Response(background=...): its tasks run once it is sent.
+        group = BackgroundTasks(self.background, f"{scope['method']} {scope['path']}")
+        adopt_background(group, response.background)
+        sent = False
+        try:
+            sent = await self._deliver(response, scope, send, shield=True)
+        finally:
+            handles = group._take()
+            if sent:
+                await self._hand_off(self.background, handles, scope)
+            else:
+                self.background.discard(handles)
 
     async def _run(
         self, route: APIRoute, params: dict[str, str], scope: Scope, receive: Receive, send: Send
@@ -926,20 +947,7 @@ class TrioAPI(APIRouter):
             ):
                 response = self._to_response(await call(dependant, {}), route, None)
             else:
-                ctx = RequestContext(
-                    scope,
-                    receive,
-                    params,
-                    self.background,
-                    route.max_body_size
-                    if route.max_body_size is not None
-                    else self.max_body_size or DEFAULT_MAX_BODY_SIZE,
-                    self.body_timeout,
-                    self.body_min_rate,
-                    self.dependency_overrides,
-                )
-                if route.strict_content_type is False:
-                    ctx.strict_content_type = False
+                ctx = self._context(route, params, scope, receive)
                 if route.handler is None:
                     response = await self._answer(route, ctx, record)
                 else:
@@ -978,6 +986,11 @@ class TrioAPI(APIRouter):
                 if ctx.has_files():
                     await ctx.close_files()
             raise
+        if response.background is not None:
+            # Response(background=...): run with the request's own tasks.
+            if ctx is None:
+                ctx = self._context(route, params, scope, receive)
+            adopt_background(ctx.background, response.background)
         # A stream watches receive() for the client leaving, but only once
         # nothing of the body is left to read (the watch would eat it).
         watch: Receive | None = None
@@ -1006,6 +1019,25 @@ class TrioAPI(APIRouter):
         finally:
             await self._after_response(ctx, error, sent)
         self._reraise(error, response)
+
+    def _context(
+        self, route: APIRoute, params: dict[str, str], scope: Scope, receive: Receive
+    ) -> RequestContext:
+        ctx = RequestContext(
+            scope,
+            receive,
+            params,
+            self.background,
+            route.max_body_size
+            if route.max_body_size is not None
+            else self.max_body_size or DEFAULT_MAX_BODY_SIZE,
+            self.body_timeout,
+            self.body_min_rate,
+            self.dependency_overrides,
+        )
+        if route.strict_content_type is False:
+            ctx.strict_content_type = False
+        return ctx
 
     async def _answer(self, route: APIRoute, ctx: RequestContext, record: Any) -> Response:
         """Solves the parameters, calls the endpoint, ends the function-scoped

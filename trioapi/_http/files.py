@@ -34,7 +34,7 @@ import trio
 
 from .datastructures import Headers
 from .requests import Receive, Scope, Send
-from .responses import PlainTextResponse, Response, send_final
+from .responses import PlainTextResponse, Response, checked_background, send_final
 
 
 @attrs.frozen
@@ -124,10 +124,8 @@ class FileResponse(Response):
         headers: Extra headers.
         media_type: The ``Content-Type``; guessed from ``filename`` or
             ``path`` otherwise (``application/octet-stream`` if unknown).
-        background: Accepted for FastAPI's signature. The request's own
-            ``BackgroundTasks`` (what FastAPI code passes here) run after the
-            last byte; the tasks of another ``BackgroundTasks`` object are
-            not run by the app.
+        background: A ``BackgroundTask`` or ``BackgroundTasks``, run after
+            the last byte with the request's own tasks.
         filename: Adds ``Content-Disposition`` (a download under this name).
         stat_result: The file's ``os.stat`` result, when already known.
         method: ``"HEAD"`` sends the headers only, whatever the request
@@ -141,7 +139,6 @@ class FileResponse(Response):
     chunk_size = 64 * 1024
     max_ranges = 100
     _produces_body = True
-    background: Any = None
 
     def __init__(
         self,
@@ -160,7 +157,7 @@ class FileResponse(Response):
         self.stat_result = stat_result
         self.send_header_only = method is not None and method.upper() == "HEAD"
         if background is not None:
-            self.background = background
+            self.background = checked_background(background)
         if media_type is None:
             media_type = mimetypes.guess_type(filename or os.fspath(path))[0]
             media_type = media_type or "application/octet-stream"

@@ -175,6 +175,24 @@ class MutableHeaders(MutableMapping[str, str]):
         return [value.decode("latin-1") for header, value in self.raw if header == name]
 
 
+def checked_background(background: Any) -> Any:
+    """``background`` if a response can take it (a ``BackgroundTask`` or ``BackgroundTasks``).
+
+    Raises:
+        TypeError: It is something else (refused when the response is made,
+            not after it was sent).
+    """
+    from .._runtime.background import BackgroundTask, BackgroundTasks
+
+    if not isinstance(background, BackgroundTask | BackgroundTasks):
+        msg = (
+            "background= takes a BackgroundTask or BackgroundTasks, "
+            f"not {type(background).__name__}"
+        )
+        raise TypeError(msg)
+    return background
+
+
 class Response:
     """A complete HTTP response with a body held in memory.
 
@@ -184,9 +202,14 @@ class Response:
         status_code: The status code.
         headers: Extra headers.
         media_type: The ``Content-Type`` (``charset=utf-8`` is added to text types).
+        background: A ``BackgroundTask`` or ``BackgroundTasks`` to run after
+            the response (Starlette's ``background=``): the app adds them to
+            the request's background tasks, which its runtime runs once the
+            last byte is sent.
     """
 
     media_type: str | None = None
+    background: Any = None
     charset = "utf-8"
     # True when the body is produced while it is sent (streams, files): an
     # error then comes after the head went out, and goes on to the server.
@@ -200,10 +223,13 @@ class Response:
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         media_type: str | None = None,
+        background: Any = None,
     ) -> None:
         self.status_code = status_code
         if media_type is not None:
             self.media_type = media_type
+        if background is not None:
+            self.background = checked_background(background)
         self.body = self.render(content)
         self._raw_headers: list[tuple[bytes, bytes]] = []
         if headers:
@@ -439,9 +465,13 @@ class RedirectResponse(Response):
     """Redirects to ``url`` (``307 Temporary Redirect`` unless told otherwise)."""
 
     def __init__(
-        self, url: str, status_code: int = 307, headers: Mapping[str, str] | None = None
+        self,
+        url: str,
+        status_code: int = 307,
+        headers: Mapping[str, str] | None = None,
+        background: Any = None,
     ) -> None:
-        super().__init__(b"", status_code=status_code, headers=headers)
+        super().__init__(b"", status_code=status_code, headers=headers, background=background)
         self.headers["location"] = url
 
 
@@ -455,10 +485,8 @@ class StreamingResponse(Response):
         status_code: The status code.
         headers: Extra headers.
         media_type: The ``Content-Type``.
-        background: Accepted for FastAPI's signature. The request's own
-            ``BackgroundTasks`` (what FastAPI code passes here) run after the
-            last chunk; the tasks of another ``BackgroundTasks`` object are
-            not run by the app.
+        background: A ``BackgroundTask`` or ``BackgroundTasks``, run after
+            the last chunk with the request's own tasks.
 
     An error raised by the iterator goes on to the server once the head is
     out (FastAPI's rule): the response stays incomplete, so the client can
@@ -467,7 +495,6 @@ class StreamingResponse(Response):
 
     # The body is produced while it is sent: an error in it is the server's.
     _produces_body = True
-    background: Any = None
 
     def __init__(
         self,
@@ -479,7 +506,7 @@ class StreamingResponse(Response):
     ) -> None:
         self.body_iterator = self.iterator = content
         if background is not None:
-            self.background = background
+            self.background = checked_background(background)
         super().__init__(None, status_code=status_code, headers=headers, media_type=media_type)
 
     def _complete_headers(self) -> None:

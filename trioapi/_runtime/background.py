@@ -465,6 +465,66 @@ class BackgroundTasks:
 
 
 @final
+class BackgroundTask:
+    """One call to run after the response (Starlette's ``BackgroundTask``).
+
+    ``Response(..., background=BackgroundTask(send_email, to))``: the app runs
+    it after the response, with the request's other background tasks, in its
+    runtime (drained on shutdown, reported, retried when durable). Awaiting
+    ``task()`` directly runs it at once (a sync function in a worker thread).
+    """
+
+    __slots__ = ("args", "func", "is_async", "kwargs")
+
+    def __init__(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        if not callable(func):
+            msg = f"BackgroundTask needs a callable first, not {type(func).__name__}"
+            raise TypeError(msg)
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.is_async = _is_coroutine_function(func)
+
+    async def __call__(self) -> None:
+        if self.is_async:
+            await self.func(*self.args, **self.kwargs)
+        else:
+            call = functools.partial(self.func, *self.args, **self.kwargs)
+            await trio.to_thread.run_sync(in_worker(call))
+
+    def __repr__(self) -> str:
+        return f"<BackgroundTask {getattr(self.func, '__qualname__', self.func)!r}>"
+
+
+def adopt_background(group: BackgroundTasks, background: Any) -> None:
+    """Moves a response's ``background=`` into ``group``, the request's tasks.
+
+    ``background`` is a :class:`BackgroundTask`, or a :class:`BackgroundTasks`
+    other than ``group``: made by hand (``BackgroundTasks()``), its tasks are
+    added to ``group`` anew (the handles its ``add_task`` returned are not
+    the ones that run); bound to the same runtime, its tasks join ``group``.
+    """
+    if background is group:
+        return
+    if isinstance(background, BackgroundTask):
+        group._add(background.func, background.args, background.kwargs, None, None)
+        return
+    if isinstance(background, BackgroundTasks):
+        taken = background._take()
+        if background._runtime is group._runtime:
+            group._handles.extend(taken)
+            group._durable = group._durable or any(h._durable is not None for h in taken)
+            return
+        for handle in taken:
+            durable = handle._durable
+            func = durable.task if durable is not None else handle._func
+            group._add(func, handle._args, handle._kwargs, handle.name, handle.timeout)
+        return
+    msg = f"background= takes a BackgroundTask or BackgroundTasks, not {type(background).__name__}"
+    raise TypeError(msg)
+
+
+@final
 class _SubmittingTasks(BackgroundTasks):
     """A one-task group for ``BackgroundRuntime.add_task``: submitted as added."""
 
