@@ -1304,6 +1304,12 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--no-docs", action="store_true", help="do not rewrite docs/compatibility.md"
     )
+    parser.add_argument(
+        "--migrate",
+        action="store_true",
+        help="after the swap, also run `python -m trioapi migrate --write` on the tests (their "
+        "starlette imports); results as 'migrated-*', docs untouched",
+    )
     return parser.parse_args(argv), extra
 
 
@@ -1347,8 +1353,11 @@ def run_suite(args: argparse.Namespace, extra: list[str], cache: Path) -> int:
         log(f"baseline: cached from {baseline.date} ({directory.name}); --rebaseline redoes it")
     log(f"baseline: {len(baseline.passing)} of {baseline.collected} test results pass")
 
-    work = cache / "work" / "trioapi"
+    work = cache / "work" / ("migrated" if args.migrate else "trioapi")
     name = "subset" if subset else "trioapi"
+    if args.migrate:
+        name = "migrated-subset" if subset else "migrated"
+        args.no_docs = True  # the document reports the swap alone
     junit = results / f"{name}-junit.xml"
     venv = cache / "venvs" / "trioapi"
     if args.reuse_run:
@@ -1369,6 +1378,25 @@ def run_suite(args: argparse.Namespace, extra: list[str], cache: Path) -> int:
             log(f"{len(selection)} counted tests in {', '.join(args.category)}")
         with timer.phase("trioapi: pytest"):
             copy_sources(source, work, swapped=True)
+            if args.migrate:
+                # What a user would run on their code base: starlette imports
+                # become trioapi's where trioapi has the names.
+                done = subprocess.run(
+                    [
+                        str(venv_python(venv)),
+                        "-m",
+                        "trioapi",
+                        "migrate",
+                        "--write",
+                        "tests",
+                        "docs_src",
+                    ],
+                    cwd=work,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                log(f"migrate: {done.stdout.strip().splitlines()[-1]}")
             line = run_pytest(
                 venv,
                 work,

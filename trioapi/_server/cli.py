@@ -2,7 +2,8 @@
 
 Also ``python -m trioapi worker module:app`` (durable tasks without HTTP,
 ``_server/worker.py``) and ``python -m trioapi tasks`` (a task store's
-counts and dead letters, ``_server/tasks_cli.py``).
+counts and dead letters, ``_server/tasks_cli.py``), and ``python -m trioapi
+migrate PATH`` (port a FastAPI code base's imports, ``_server/migrate.py``).
 
 One worker (the default) runs in this process: SIGTERM or SIGINT start the
 graceful sequence, a second signal stops at once, and the exit code is 0
@@ -243,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tasks_main(argv[1:])
     if argv and argv[0] == "worker":
         return worker_main(argv[1:])
+    if argv and argv[0] == "migrate":
+        from .migrate import main as migrate_main
+
+        return migrate_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.workers < 1:
         raise SystemExit("--workers must be at least 1")
