@@ -857,9 +857,38 @@ async def test_body_over_the_limit_without_content_length_is_a_413_while_streami
     assert httpx.Response(413, content=bytes(body)).json()["detail"].endswith("(10 bytes)")
 
 
-def test_negative_max_body_size_is_refused() -> None:
-    with pytest.raises(ValueError, match="max_body_size"):
-        TrioAPI(max_body_size=-1)
+@pytest.mark.parametrize("value", [-1, True, 1.5, "5"])
+def test_a_max_body_size_that_is_not_a_byte_count_is_refused_where_it_is_set(value: Any) -> None:
+    from trioapi import APIRouter
+    from trioapi.routing import APIRoute
+
+    def echo() -> None: ...
+
+    made = [
+        lambda: TrioAPI(max_body_size=value),
+        lambda: APIRouter(max_body_size=value),
+        lambda: TrioAPI().post("/", max_body_size=value)(echo),
+        lambda: TrioAPI().include_router(APIRouter(), max_body_size=value),
+        lambda: APIRoute("/", echo, max_body_size=value),
+    ]
+    for make in made:
+        with pytest.raises(ValueError, match="max_body_size must be a non-negative integer"):
+            make()
+
+
+async def test_max_body_size_none_on_the_app_means_no_limit_and_zero_only_empty_bodies() -> None:
+    # FastAPI's meaning; trioapi's own default stays a limit (DEFAULT_MAX_BODY_SIZE).
+    from trioapi._http.requests import DEFAULT_MAX_BODY_SIZE
+
+    async def take(request: Request) -> int:
+        return len(await request.body())
+
+    for limit, size, expected in ((None, DEFAULT_MAX_BODY_SIZE + 1, 200), (0, 0, 200), (0, 1, 413)):
+        app = TrioAPI(max_body_size=limit)
+        app.post("/")(take)
+        async with TestClient(app) as client:
+            response = await client.post("/", content=b"x" * size)
+        assert response.status_code == expected, (limit, size)
 
 
 # --- response_model and FastAPI's documentation keywords ---------------------------

@@ -22,6 +22,7 @@ import functools
 import inspect
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, ParamSpec, TypeVar, final, overload
@@ -84,6 +85,7 @@ from .routing import (
     Found,
     MethodNotAllowed,
     RouteTable,
+    check_body_limit,
 )
 from .solve import (
     RequestContext,
@@ -94,6 +96,8 @@ from .solve import (
     teardown_interrupted,
 )
 from .streams import prepare_stream
+
+_NO_LIMIT = sys.maxsize  # max_body_size=None: no limit on request bodies
 
 logger = logging.getLogger("trioapi")
 error_logger = logging.getLogger("trioapi.error")
@@ -255,8 +259,9 @@ class TrioAPI(APIRouter):
         dependencies: Solved before every path operation.
         exception_handlers: ``{ExceptionType or status code: handler}``.
         default_response_class: How plain return values are rendered.
-        max_body_size: Request bodies larger than this get 413 (per route:
-            ``max_body_size=`` on the decorator).
+        max_body_size: Request bodies larger than this get 413 (per router
+            and route: ``max_body_size=`` on them; a route's None inherits).
+            None here: no limit, as in FastAPI; 0: only empty bodies.
         body_timeout: Seconds a request body may stop arriving while the app
             reads it before the request gets 408 (None: no limit). Only waits
             for body bytes are timed, never a slow endpoint.
@@ -300,7 +305,7 @@ class TrioAPI(APIRouter):
         dependencies: Sequence[Depends] | None = None,
         exception_handlers: Mapping[type[BaseException] | int, ExceptionHandler] | None = None,
         default_response_class: type[Response] = JSONResponse,
-        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
         body_min_rate: float | None = DEFAULT_BODY_MIN_RATE,
         redirect_slashes: bool = True,
@@ -393,10 +398,7 @@ class TrioAPI(APIRouter):
         self.on_startup: list[Callable[[], Any]] = list(on_startup or ())
         self.on_shutdown: list[Callable[[], Any]] = list(on_shutdown or ())
         self.default_response_class = default_response_class
-        if max_body_size < 0:
-            msg = f"max_body_size must be >= 0 bytes, not {max_body_size!r}"
-            raise ValueError(msg)
-        self.max_body_size = max_body_size
+        self.max_body_size = check_body_limit(max_body_size)
         self.body_timeout = body_timeout
         if body_min_rate is not None and not body_min_rate >= 0:
             msg = f"body_min_rate must be >= 0 bytes per second or None, not {body_min_rate!r}"
@@ -1028,9 +1030,14 @@ class TrioAPI(APIRouter):
             receive,
             params,
             self.background,
-            route.max_body_size
-            if route.max_body_size is not None
-            else self.max_body_size or DEFAULT_MAX_BODY_SIZE,
+            _NO_LIMIT
+            if (
+                limit := route.max_body_size
+                if route.max_body_size is not None
+                else self.max_body_size
+            )
+            is None
+            else limit,
             self.body_timeout,
             self.body_min_rate,
             self.dependency_overrides,

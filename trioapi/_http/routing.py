@@ -168,6 +168,19 @@ UNSET: Any = _Unset.UNSET
 """An option left out: ``response_model`` then comes from the return annotation."""
 
 
+def check_body_limit(value: Any) -> int | None:
+    """``value`` if it can be a ``max_body_size``: None, or an int >= 0 (not a bool).
+
+    Raises:
+        ValueError: It cannot (FastAPI's words), when the app, router or
+            route is made, not on the first request.
+    """
+    if value is None or (type(value) is int and value >= 0):
+        return value
+    msg = f"max_body_size must be a non-negative integer or None, not {value!r}"
+    raise ValueError(msg)
+
+
 def _route_methods(methods: Iterable[str] | None) -> frozenset[str]:
     """A route's methods, upper case; ``GET`` when none are given (FastAPI's default)."""
     return frozenset(method.upper() for method in (("GET",) if methods is None else methods))
@@ -200,7 +213,9 @@ class APIRoute:
     summary: str | None = None
     description: str | None = None
     include_in_schema: bool = True
-    max_body_size: int | None = None
+    max_body_size: int | None = attrs.field(
+        default=None, validator=lambda _, __, value: check_body_limit(value)
+    )
     response_model: Any = UNSET
     responses: Mapping[int | str, Any] | None = None
     deprecated: bool | None = None
@@ -631,7 +646,7 @@ class APIRouter:
         self.include_in_schema = include_in_schema
         self.generate_unique_id_function = generate_unique_id_function
         self.strict_content_type = strict_content_type
-        self.max_body_size = max_body_size
+        self.max_body_size = check_body_limit(max_body_size)
         self.form_limits = check_form_limits(form_limits) or None
         self.max_json_memory = max_json_memory
         # The class of the routes this router makes (FastAPI's route_class):
@@ -929,6 +944,7 @@ class APIRouter:
                 "include a different router?"
             )
             raise RouteDefinitionError(msg)
+        check_body_limit(max_body_size)
         for route in router.routes:
             options = {key: getattr(route, key) for key in _ROUTE_OPTIONS}
             if options["response_class"] is None:
