@@ -70,7 +70,13 @@ def memory_app(**options: Any) -> TrioAPI:
 # --- commit before the response -------------------------------------------------------------
 
 
-async def test_the_task_is_in_the_store_before_the_response_starts(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("given_as", ["parameter", "response background"])
+async def test_the_task_is_in_the_store_before_the_response_starts(
+    tmp_path: pathlib.Path, given_as: str
+) -> None:
+    from trioapi.background import BackgroundTask
+    from trioapi.responses import JSONResponse
+
     db = tmp_path / "tasks.db"
     app = TrioAPI(task_store=f"sqlite:///{db}")
     ran: list[str] = []
@@ -79,10 +85,18 @@ async def test_the_task_is_in_the_store_before_the_response_starts(tmp_path: pat
     async def send(to: str) -> None:
         ran.append(to)
 
-    @app.post("/signup")
-    async def signup(background_tasks: BackgroundTasks) -> dict[str, str]:
-        background_tasks.add_task(send, "ada@example.com")
-        return {"ok": "yes"}
+    if given_as == "parameter":
+
+        @app.post("/signup")
+        async def signup(background_tasks: BackgroundTasks) -> dict[str, str]:
+            background_tasks.add_task(send, "ada@example.com")
+            return {"ok": "yes"}
+
+    else:
+
+        @app.post("/signup")
+        async def signup_response() -> JSONResponse:  # Starlette's way
+            return JSONResponse({"ok": "yes"}, background=BackgroundTask(send, "ada@example.com"))
 
     stored_at_start: list[int] = []
 

@@ -924,11 +924,7 @@ class TrioAPI(APIRouter):
         try:
             sent = await self._deliver(response, scope, send, shield=True)
         finally:
-            handles = group._take()
-            if sent:
-                await self._hand_off(self.background, handles, scope)
-            else:
-                self.background.discard(handles)
+            await self._settle(group._take(), sent, scope)
 
     async def _run(
         self, route: APIRoute, params: dict[str, str], scope: Scope, receive: Receive, send: Send
@@ -963,6 +959,8 @@ class TrioAPI(APIRouter):
                             f".get_route_handler) returned {response!r}, not a Response"
                         )
                         raise TypeError(msg)
+            if response.background is not None:
+                ctx = self._adopt_background(response, ctx, route, params, scope, receive)
             if ctx is not None and ctx._background is not None and ctx._background._durable:
                 # Stored before the answer goes out: a 2xx means they will run.
                 await self.background.commit(ctx._background._handles)
@@ -980,6 +978,10 @@ class TrioAPI(APIRouter):
                 # HTTPException, say), which is then the one answered.
                 error = await teardown(ctx, exc) or exc
             response = await self._error_response(error, scope, receive, ctx)
+            if response.background is not None:
+                # A handler's response: its durable tasks are committed after
+                # it is sent, as those a teardown adds.
+                ctx = self._adopt_background(response, ctx, route, params, scope, receive)
         except BaseException as interruption:
             if ctx is not None:
                 self.background.discard(ctx.take_background())
@@ -988,11 +990,6 @@ class TrioAPI(APIRouter):
                 if ctx.has_files():
                     await ctx.close_files()
             raise
-        if response.background is not None:
-            # Response(background=...): run with the request's own tasks.
-            if ctx is None:
-                ctx = self._context(route, params, scope, receive)
-            adopt_background(ctx.background, response.background)
         # A stream watches receive() for the client leaving, but only once
         # nothing of the body is left to read (the watch would eat it).
         watch: Receive | None = None
@@ -1025,25 +1022,34 @@ class TrioAPI(APIRouter):
     def _context(
         self, route: APIRoute, params: dict[str, str], scope: Scope, receive: Receive
     ) -> RequestContext:
+        limit = route.max_body_size if route.max_body_size is not None else self.max_body_size
         ctx = RequestContext(
             scope,
             receive,
             params,
             self.background,
-            _NO_LIMIT
-            if (
-                limit := route.max_body_size
-                if route.max_body_size is not None
-                else self.max_body_size
-            )
-            is None
-            else limit,
+            limit if limit is not None else _NO_LIMIT,
             self.body_timeout,
             self.body_min_rate,
             self.dependency_overrides,
         )
         if route.strict_content_type is False:
             ctx.strict_content_type = False
+        return ctx
+
+    def _adopt_background(
+        self,
+        response: Response,
+        ctx: RequestContext | None,
+        route: APIRoute,
+        params: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+    ) -> RequestContext:
+        """``Response(background=...)``: its tasks join the request's own (made if need be)."""
+        if ctx is None:
+            ctx = self._context(route, params, scope, receive)
+        adopt_background(ctx.background, response.background)
         return ctx
 
     async def _answer(self, route: APIRoute, ctx: RequestContext, record: Any) -> Response:
@@ -1129,18 +1135,21 @@ class TrioAPI(APIRouter):
         finally:
             # Runs even when the request call is being cancelled: a response
             # that went out must not lose its tasks.
-            after = ctx.take_background()
-            runtime = self.background
-            if not sent:
-                runtime.discard(before + after)
-            elif before or after:
-                await self._hand_off(runtime, before + after, ctx.scope)
+            await self._settle(before + ctx.take_background(), sent, ctx.scope)
             if ctx.has_files():
                 await ctx.close_files()
         if failure is not None:
             # A yield dependency failed after the response (its tasks are
             # handed over): on to the server, which logs it (FastAPI's rule).
             raise failure
+
+    async def _settle(self, group: list[TaskHandle[Any]], sent: bool, scope: Scope) -> None:
+        # A response's tasks once it is over: handed to the runtime if the
+        # response went out whole, dropped otherwise (FastAPI's rule).
+        if not sent:
+            self.background.discard(group)
+        elif group:
+            await self._hand_off(self.background, group, scope)
 
     async def _hand_off(
         self, runtime: BackgroundRuntime, group: list[TaskHandle[Any]], scope: Scope

@@ -32,9 +32,10 @@ from urllib.parse import quote
 import attrs
 import trio
 
+from .._runtime.background import checked_background
 from .datastructures import Headers
 from .requests import Receive, Scope, Send
-from .responses import PlainTextResponse, Response, checked_background, send_final
+from .responses import PlainTextResponse, Response, send_final
 
 
 @attrs.frozen

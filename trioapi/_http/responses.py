@@ -40,6 +40,7 @@ import attrs
 import trio
 
 from .._runtime.anyio_threads import in_worker
+from .._runtime.background import checked_background
 from .convert import body_converter
 from .datastructures import URL
 from .requests import Receive, Scope, Send
@@ -173,24 +174,6 @@ class MutableHeaders(MutableMapping[str, str]):
     def getlist(self, key: str) -> list[str]:
         name = key.lower().encode("latin-1")
         return [value.decode("latin-1") for header, value in self.raw if header == name]
-
-
-def checked_background(background: Any) -> Any:
-    """``background`` if a response can take it (a ``BackgroundTask`` or ``BackgroundTasks``).
-
-    Raises:
-        TypeError: It is something else (refused when the response is made,
-            not after it was sent).
-    """
-    from .._runtime.background import BackgroundTask, BackgroundTasks
-
-    if not isinstance(background, BackgroundTask | BackgroundTasks):
-        msg = (
-            "background= takes a BackgroundTask or BackgroundTasks, "
-            f"not {type(background).__name__}"
-        )
-        raise TypeError(msg)
-    return background
 
 
 class Response:

@@ -496,6 +496,22 @@ class BackgroundTask:
         return f"<BackgroundTask {getattr(self.func, '__qualname__', self.func)!r}>"
 
 
+def checked_background(background: Any) -> Any:
+    """``background`` if a response can take it (a ``BackgroundTask`` or ``BackgroundTasks``).
+
+    Raises:
+        TypeError: It is something else (refused when the response is made,
+            not after it was sent).
+    """
+    if not isinstance(background, BackgroundTask | BackgroundTasks):
+        msg = (
+            "background= takes a BackgroundTask or BackgroundTasks, "
+            f"not {type(background).__name__}"
+        )
+        raise TypeError(msg)
+    return background
+
+
 def adopt_background(group: BackgroundTasks, background: Any) -> None:
     """Moves a response's ``background=`` into ``group``, the request's tasks.
 
@@ -504,24 +520,22 @@ def adopt_background(group: BackgroundTasks, background: Any) -> None:
     added to ``group`` anew (the handles its ``add_task`` returned are not
     the ones that run); bound to the same runtime, its tasks join ``group``.
     """
+    # Checked again: code may set ``response.background`` itself, as FastAPI does.
+    checked_background(background)
     if background is group:
         return
     if isinstance(background, BackgroundTask):
         group._add(background.func, background.args, background.kwargs, None, None)
         return
-    if isinstance(background, BackgroundTasks):
-        taken = background._take()
-        if background._runtime is group._runtime:
-            group._handles.extend(taken)
-            group._durable = group._durable or any(h._durable is not None for h in taken)
-            return
-        for handle in taken:
-            durable = handle._durable
-            func = durable.task if durable is not None else handle._func
-            group._add(func, handle._args, handle._kwargs, handle.name, handle.timeout)
+    taken = background._take()
+    if background._runtime is group._runtime:
+        group._handles.extend(taken)
+        group._durable = group._durable or any(h._durable is not None for h in taken)
         return
-    msg = f"background= takes a BackgroundTask or BackgroundTasks, not {type(background).__name__}"
-    raise TypeError(msg)
+    for handle in taken:
+        durable = handle._durable
+        func = durable.task if durable is not None else handle._func
+        group._add(func, handle._args, handle._kwargs, handle.name, handle.timeout)
 
 
 @final
