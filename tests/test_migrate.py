@@ -81,10 +81,11 @@ def test_what_trioapi_lacks_is_left_as_it_is_and_reported() -> None:
         """\
         from starlette.routing import Match
         from starlette.responses import JSONResponse
-        from fastapi.no_such_module import Thing
+        from fastapi.no_such_module import Thing, FastAPIError
         import starlette.routing
 
         x = starlette.routing.Match
+        raise FastAPIError(Thing)
         """
     )
     result = port_source(source)
@@ -97,7 +98,9 @@ def test_what_trioapi_lacks_is_left_as_it_is_and_reported() -> None:
     lines = result.text.splitlines()
     assert lines[0] == "from starlette.routing import Match"
     assert lines[1] == "from trioapi.responses import JSONResponse"
-    assert lines[2] == "from fastapi.no_such_module import Thing"
+    assert lines[2] == "from fastapi.no_such_module import Thing, FastAPIError"
+    # A name a kept import binds keeps its spelling everywhere.
+    assert lines[6] == "raise FastAPIError(Thing)"
     # The file still needs starlette, so its other uses of the name stay too.
     assert lines[3] == "import starlette.routing"
     assert lines[5] == "x = starlette.routing.Match"

@@ -221,6 +221,7 @@ class _Operation:
 class _Stream:
     # A generator route's JSON lines or server-sent events: an itemSchema,
     # with the declared item type's schema (handle) when there is one.
+    kind: str  # "jsonl" or "sse", as in the route's StreamPlan
     media_type: str
     handle: int | None
     title: str
@@ -518,18 +519,12 @@ class _Planner:
         # As FastAPI documents them: JSON lines and server-sent events with
         # an itemSchema; other streaming classes are plain strings.
         plan = getattr(route, "stream", None)
-        if plan is None:
-            return None
-        if plan.kind == "jsonl":
-            media_type = "application/jsonl"
-        elif plan.kind == "sse":
-            media_type = "text/event-stream"
-        else:
+        if plan is None or plan.kind not in ("jsonl", "sse"):
             return None
         handle = None
         if plan.item_type is not None:
             handle = self.schemas.add(Value(plan.item_type, "serialization"))
-        return _Stream(media_type, handle, title_for("StreamItem_" + unique_id))
+        return _Stream(plan.kind, plan.media_type, handle, title_for("StreamItem_" + unique_id))
 
     def _params(self, field: Field, owner: Any) -> list[_Param]:
         marker = field.marker
@@ -916,7 +911,7 @@ class _Writer:
 
     def _item_schema(self, stream: _Stream) -> dict[str, Any]:
         item = self._schema(stream.handle, stream.title) if stream.handle is not None else None
-        if stream.media_type == "application/jsonl":
+        if stream.kind == "jsonl":
             return item or {}
         properties: dict[str, Any] = {
             "data": {"type": "string"},

@@ -114,6 +114,7 @@ def port_source(text: str) -> Ported:
     kept_rows: set[int] = set()  # rows of import statements left as they are
     plain_starlette: list[ast.Import] = []  # ``import starlette.x`` statements
     starlette_everywhere = True  # every starlette import ports: so can its uses
+    kept_names: set[str] = set()  # bound by imports left as they are: not renamed
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and _is_ours(node.module):
             assert node.module is not None
@@ -123,6 +124,7 @@ def port_source(text: str) -> Ported:
             if missing:
                 left.append(Left(node.lineno, node.module, f"{target} has no {', '.join(missing)}"))
                 kept_rows |= rows
+                kept_names.update(alias.asname or alias.name for alias in node.names)
                 starlette_everywhere &= not node.module.startswith("starlette")
             else:
                 ported_rows |= rows
@@ -150,7 +152,7 @@ def port_source(text: str) -> Ported:
             kept_rows |= _rows(statement)
             why = "another starlette import of this file stays, so this one does too"
             left.append(Left(statement.lineno, "starlette", why))
-    new = _rewrite(text, ported_rows, kept_rows, starlette_everywhere)
+    new = _rewrite(text, ported_rows, kept_rows, kept_names, starlette_everywhere)
     return Ported(new, tuple(sorted(left, key=lambda item: item.line)))
 
 
@@ -159,7 +161,11 @@ def _rows(node: ast.stmt) -> set[int]:
 
 
 def _rewrite(
-    text: str, ported_rows: set[int], kept_rows: set[int], starlette_everywhere: bool
+    text: str,
+    ported_rows: set[int],
+    kept_rows: set[int],
+    kept_names: set[str],
+    starlette_everywhere: bool,
 ) -> str:
     # Token by token, so that formatting, strings and comments stay as they are.
     lines = text.splitlines(keepends=True)
@@ -184,7 +190,7 @@ def _rewrite(
         )
         if module_name:
             replacement = "trioapi"
-        elif name in _RENAMED:
+        elif name in _RENAMED and name not in kept_names:
             replacement = _RENAMED[name]
         if replacement is not None:
             edits.append((row, col, token.end[1], replacement))
